@@ -1,0 +1,35 @@
+"""aihwkit-slicing: quantized synaptic weight slicing for IBM's aihwkit.
+
+The pieces, one module each:
+
+* :mod:`aihwkit_slicing.tables` -- :class:`ProgrammingTable` and the table builders;
+* :mod:`aihwkit_slicing.converter` -- :class:`QuantizedSlicedConductanceConverter`,
+  the aihwkit conductance converter;
+* :mod:`aihwkit_slicing.scaling` -- how weights map onto a table (max, percentile, MSE);
+* :mod:`aihwkit_slicing.quantize` -- the nearest-level lookup;
+* :mod:`aihwkit_slicing.memory` -- how the converter recognizes weights it produced.
+"""
+
+from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.tables import (
+    ProgrammingTable,
+    bit_sliced,
+    builtin_tables,
+    equal_significance,
+    from_device_levels,
+    seed_table,
+    single_pair,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ProgrammingTable",
+    "QuantizedSlicedConductanceConverter",
+    "bit_sliced",
+    "builtin_tables",
+    "equal_significance",
+    "from_device_levels",
+    "seed_table",
+    "single_pair",
+]

@@ -1,0 +1,231 @@
+"""Nearest-level lookup: weights in microsiemens to table columns to conductances.
+
+This is the numeric core of the converter. Quantization is a lookup, not a search:
+the sorted levels of a :class:`~aihwkit_slicing.tables.ProgrammingTable` give the
+midpoints between neighbouring levels once, :func:`torch.bucketize` finds each
+weight's level, and :func:`torch.gather` copies that level's column of conductances
+into the ``2P`` output tensors. The weights are walked in chunks, so the level
+indices (int64) only ever exist for one chunk: memory stays ``O(devices x weights)``
+and never ``O(weights x levels)``.
+
+Rounding rule: a weight goes to the nearest level; a weight exactly halfway between
+two levels goes to the one closer to zero. This keeps quantization symmetric
+(``q(-w) == -q(w)``) for symmetric tables.
+
+Speed: :func:`torch.bucketize` is a generic binary search (about 10 ns per weight on
+one CPU core). Tables usually have evenly spaced levels, so the lookup first tries a
+:class:`CellIndex`: a uniform grid of cells, each holding at most one boundary, which
+gives the same index with a few elementwise operations and one comparison (exact, see
+its docstring). Tables where no such grid of modest size exists use ``bucketize``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from aihwkit_slicing.tables import ProgrammingTable
+
+#: Elements per chunk on the CPU: the chunk's level indices stay in cache.
+CPU_CHUNK = 2**17
+#: Elements per chunk on accelerators: few, large kernels.
+ACCELERATOR_CHUNK = 2**24
+#: Largest grid a CellIndex may use; beyond it the lookup falls back to bucketize.
+MAX_CELLS = 2**16
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the lookup computes in: float64 for float64 weights, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class CellIndex:
+    """``torch.bucketize(x, boundaries)`` for sorted boundaries, by a uniform grid.
+
+    The real line is cut into cells of width ``h`` starting at ``x0``; the cell of
+    ``x`` is ``clamp(floor((x - x0) / h), 0, n - 1)``, computed by the same torch
+    operations for the boundaries and for ``x``. If every cell holds at most one
+    boundary, then ``#{b < x} = count[cell(x)] + (x > bound[cell(x)])``, where
+    ``count[c]`` is the number of boundaries in lower cells and ``bound[c]`` the
+    boundary in cell ``c`` (or ``+inf``). This is exact, whatever the rounding:
+    ``cell`` is monotone, so a boundary in a lower cell is below ``x``, one in a
+    higher cell above it, and the one in the same cell is compared directly.
+
+    Use :meth:`build`, which returns None if no grid of at most :data:`MAX_CELLS`
+    cells puts the boundaries in separate cells.
+    """
+
+    def __init__(self, x0: Tensor, inv_h: Tensor, n_cells: int, count: Tensor, bound: Tensor):
+        self.x0, self.inv_h, self.n_cells = x0, inv_h, n_cells
+        self.count, self.bound = count, bound
+
+    def cell(self, x: Tensor) -> Tensor:
+        """The cell (int64) of every element of ``x``."""
+        # clamp before the integer conversion, which truncates: on [0, n - 1] that is
+        # floor, and the whole map stays monotone in x.
+        return (x - self.x0).mul_(self.inv_h).clamp_(0, self.n_cells - 1).long()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        # index_select, not advanced indexing: several times faster for small tables
+        c = self.cell(x).reshape(-1)
+        # comparing straight into an int64 tensor avoids a slow bool -> int64 cast
+        above = torch.gt(x.reshape(-1), torch.index_select(self.bound, 0, c),
+                         out=torch.empty_like(c))
+        if self.count is None:  # cell c holds boundary c: count[c] == c
+            return c.add_(above).reshape(x.shape)
+        return torch.index_select(self.count, 0, c).add_(above).reshape(x.shape)
+
+    @classmethod
+    def build(cls, boundaries: Tensor) -> Optional["CellIndex"]:
+        """A cell index for ``boundaries`` (sorted, 1-d), or None."""
+        if boundaries.numel() == 0:
+            return None
+        b = boundaries
+        gaps = torch.diff(b.double())
+        h = float(gaps.min()) if gaps.numel() else 1.0
+        span = float(b[-1].double() - b[0].double())
+        while h > 0 and span / h + 2 <= MAX_CELLS:
+            x0 = b[0].double() - h / 2
+            n_cells = int(span / h) + 2
+            index = cls(x0.to(b.dtype), torch.tensor(1.0 / h, dtype=b.dtype), n_cells,
+                        torch.empty(0), torch.empty(0))
+            cells = index.cell(b.clone())
+            if torch.all(cells[1:] > cells[:-1]):
+                count = torch.zeros(n_cells, dtype=torch.long)
+                count.index_add_(0, cells, torch.ones_like(cells))
+                index.count = torch.cumsum(count, 0) - count
+                if torch.equal(index.count, torch.arange(n_cells)):
+                    index.count = None
+                index.bound = torch.full((n_cells,), float("inf"), dtype=b.dtype)
+                index.bound[cells] = b
+                return index
+            h /= 2
+        return None
+
+    def to(self, device: torch.device) -> "CellIndex":
+        """This index with its tensors on ``device``."""
+        count = None if self.count is None else self.count.to(device)
+        return CellIndex(self.x0.to(device), self.inv_h.to(device), self.n_cells, count,
+                         self.bound.to(device))
+
+
+class LevelQuantizer:
+    """Maps weights (already scaled to microsiemens) onto a table's levels.
+
+    Args:
+        table: the programming table; its selected encodings decide the conductances.
+
+    The small lookup tensors (boundaries, levels, conductances per level) are made
+    once per dtype and device and cached.
+    """
+
+    def __init__(self, table: ProgrammingTable):
+        self.table = table
+        self._levels = torch.as_tensor(table.levels, dtype=torch.float64)
+        self._conductances = torch.as_tensor(table.level_conductances, dtype=torch.float64)
+        self._total_significance = float(sum(table.f_lst))
+        self._cache: Dict[Tuple[torch.dtype, torch.dtype, torch.device], Tuple[Tensor, ...]] = {}
+        self._cell_index: Dict[Tuple[torch.dtype, torch.dtype, torch.device],
+                               Optional[CellIndex]] = {}
+
+    def lookup_tensors(
+        self, out_dtype: torch.dtype, device: torch.device
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(boundaries, levels, conductances)`` for weights of ``out_dtype`` on ``device``.
+
+        ``boundaries`` and ``levels`` are in the compute dtype, ``conductances``
+        (``2P x n_levels``, microsiemens) in ``out_dtype``.
+        """
+        key = (out_dtype, compute_dtype(out_dtype), torch.device(device))
+        if key not in self._cache:
+            cdtype = key[1]
+            levels = self._levels.to(cdtype)
+            mids = ((self._levels[1:] + self._levels[:-1]) / 2).to(cdtype)
+            # bucketize sends x == boundary to the lower level. For negative midpoints
+            # the level closer to zero is the upper one, so move those boundaries down
+            # by one ulp: ties then round toward zero on both sides.
+            mids = torch.where(
+                mids < 0, torch.nextafter(mids, torch.full_like(mids, -float("inf"))), mids
+            )
+            self._cache[key] = (
+                mids.to(device),
+                levels.to(device),
+                self._conductances.to(out_dtype).to(device),
+            )
+            cells = CellIndex.build(mids)
+            self._cell_index[key] = None if cells is None else cells.to(device)
+        return self._cache[key]
+
+    def level_index(self, x_us: Tensor) -> Tensor:
+        """Index (int64) of the nearest level of each of ``x_us`` (compute dtype, uS)."""
+        boundaries = self.lookup_tensors(x_us.dtype, x_us.device)[0]
+        cells = self._cell_index[(x_us.dtype, compute_dtype(x_us.dtype), x_us.device)]
+        if cells is None:
+            return torch.bucketize(x_us, boundaries)
+        return cells(x_us)
+
+    def encode(
+        self,
+        weights: Tensor,
+        scale: Optional[Tensor] = None,
+        keep_residual: bool = False,
+        chunk: Optional[int] = None,
+    ) -> Tensor:
+        """Conductances of the nearest level for every weight.
+
+        Args:
+            weights: weights of any shape; floating point.
+            scale: multiplies ``weights`` into microsiemens; a 0-d tensor, a tensor
+                broadcastable to ``weights`` or ``None`` (weights already in uS).
+            keep_residual: if true, the difference between the scaled weight and its
+                level is added back onto the devices (split equally, in conductance,
+                over all pairs: plus device for a positive residual, minus device for a
+                negative one), so the conductances reproduce the weight exactly
+                instead of its level.
+            chunk: elements per chunk (default: :data:`CPU_CHUNK` on the CPU,
+                :data:`ACCELERATOR_CHUNK` elsewhere).
+
+        Returns:
+            A ``(2P, *weights.shape)`` tensor of conductances in microsiemens, in the
+            dtype and on the device of ``weights``; row ``d`` is device ``d``.
+        """
+        n_devices = self.table.n_devices
+        out = torch.empty((n_devices,) + tuple(weights.shape), dtype=weights.dtype,
+                          device=weights.device)
+        if weights.numel() == 0:
+            return out
+        cdtype = compute_dtype(weights.dtype)
+        _, levels, conductances = self.lookup_tensors(weights.dtype, weights.device)
+        scalar_scale = scale is None or scale.dim() == 0 or scale.numel() == 1
+        if scalar_scale:
+            source = weights.reshape(-1)
+            factor = None if scale is None else scale.reshape(()).to(cdtype)
+        else:
+            # A scale per channel: scale the whole tensor once (one weights-sized
+            # temporary), then walk it flat like the per-tensor case.
+            source = (weights.to(cdtype) * scale.to(cdtype)).reshape(-1)
+            factor = None
+        flat_out = out.view(n_devices, -1)
+        if chunk is None:
+            chunk = CPU_CHUNK if weights.device.type == "cpu" else ACCELERATOR_CHUNK
+        share = 1.0 / self._total_significance
+        for start in range(0, source.numel(), chunk):
+            x = source[start:start + chunk].to(cdtype)
+            if factor is not None:
+                x = x * factor
+            index = self.level_index(x)
+            dst = flat_out[:, start:start + chunk]
+            torch.gather(conductances, 1, index.expand(n_devices, -1), out=dst)
+            if keep_residual:
+                per_pair = (x - torch.index_select(levels, 0, index)).mul_(share)
+                dst[0::2] += per_pair.clamp(min=0).to(dst.dtype)
+                dst[1::2] -= per_pair.clamp(max=0).to(dst.dtype)
+        return out
+
+    def nearest_levels(self, x_us: Tensor) -> Tensor:
+        """The level (microsiemens, compute dtype) nearest to each of ``x_us``."""
+        levels = self.lookup_tensors(x_us.dtype, x_us.device)[1]
+        index = self.level_index(x_us.to(levels.dtype))
+        return torch.index_select(levels, 0, index.reshape(-1)).reshape(index.shape)

@@ -1,0 +1,173 @@
+"""Benchmark: converter round trip (convert_to_conductances, then convert_back_to_weights).
+
+On one weight matrix (default 4096 x 4096, float32) and for two tables (the seed table
+of DESIGN.md and a 4-pair table of 4-level devices), times in the same process:
+
+* ours: ``QuantizedSlicedConductanceConverter`` with that table;
+* aihwkit's ``CustomPairConductanceConverter`` with the same ``f_lst`` and the table's
+  programmed columns (one per level) as ``g_lst``;
+* aihwkit's ``NPairConductanceConverter`` with the same ``f_lst``;
+* a memory-copy bound: the same bytes moved by plain torch ops (the weights copied
+  into ``2P`` fresh conductance tensors, which are then summed into one fresh tensor).
+
+It prints the best of ``--repeats`` wall times and ratios against ours, and the peak
+extra memory of our round trip in units of the weight tensor's size (CPU: peak
+resident set via /proc; CUDA: the allocator's peak).
+
+Run: ``python benchmarks/bench_convert.py [--size 4096] [--device cpu|cuda]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+from aihwkit.inference.converter.conductance import (
+    CustomPairConductanceConverter,
+    NPairConductanceConverter,
+)
+
+from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, seed_table
+from aihwkit_slicing.tables import ProgrammingTable
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def best_time(fn: Callable[[], object], device: torch.device, repeats: int) -> Tuple[float, float]:
+    """Best and median wall time of ``fn`` in seconds over ``repeats`` runs (one warm-up)."""
+    fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times), statistics.median(times)
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak memory allocated while ``fn`` runs, beyond what was allocated before."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    if not os.path.exists("/proc/self/clear_refs"):
+        return -1
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # reset the peak resident set size (VmHWM) to the current one
+    before = _rss_kib("VmRSS")
+    fn()
+    return (_rss_kib("VmHWM") - before) * 1024
+
+
+def round_trip(converter) -> Callable[[torch.Tensor], torch.Tensor]:
+    def run(weights: torch.Tensor) -> torch.Tensor:
+        conductances, params = converter.convert_to_conductances(weights)
+        return converter.convert_back_to_weights(conductances, params)
+
+    return run
+
+
+def copy_bound(n_devices: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The same bytes as a round trip, moved by plain copies and sums."""
+
+    def run(weights: torch.Tensor) -> torch.Tensor:
+        block = torch.empty((n_devices,) + tuple(weights.shape), dtype=weights.dtype,
+                            device=weights.device)
+        for d in range(n_devices):
+            block[d].copy_(weights)
+        out = torch.sub(block[0], block[1])
+        for d in range(2, n_devices, 2):
+            out.add_(block[d]).sub_(block[d + 1])
+        return out
+
+    return run
+
+
+def bench_table(table: ProgrammingTable, weights: torch.Tensor, repeats: int) -> List[Dict]:
+    device = weights.device
+    ours = QuantizedSlicedConductanceConverter.from_table(table)
+    candidates = {
+        "ours (quantized, sliced)": round_trip(ours),
+        "aihwkit CustomPair (same f_lst, g_lst)": round_trip(
+            CustomPairConductanceConverter(
+                f_lst=table.f_lst, g_lst=table.level_conductances.tolist(),
+                g_min=table.g_min, g_max=table.g_max,
+            )
+        ),
+        "aihwkit NPair (same f_lst)": round_trip(
+            NPairConductanceConverter(f_lst=table.f_lst, g_min=table.g_min, g_max=table.g_max)
+        ),
+        "memory-copy bound": copy_bound(table.n_devices),
+    }
+    rows = []
+    for name, fn in candidates.items():
+        best, median = best_time(lambda: fn(weights), device, repeats)
+        rows.append({"name": name, "best_s": best, "median_s": median})
+    size = weights.numel() * weights.element_size()
+    ours.forget()
+    peak = peak_extra_bytes(lambda: round_trip(ours)(weights), device)
+    ours_best = rows[0]["best_s"]
+    print(f"\ntable {table.name}: {table.n_devices} devices, {table.n_levels} levels, "
+          f"weights {tuple(weights.shape)} {weights.dtype} on {device}")
+    print(f"  {'round trip':42s} {'best ms':>9s} {'median ms':>10s} {'time / ours':>12s}")
+    for row in rows:
+        print(f"  {row['name']:42s} {row['best_s'] * 1e3:9.1f} {row['median_s'] * 1e3:10.1f} "
+              f"{row['best_s'] / ours_best:12.2f}")
+    copy_ratio = ours_best / rows[-1]["best_s"]
+    custom_ratio = rows[1]["best_s"] / ours_best
+    print(f"  ours vs memory-copy bound: {copy_ratio:.2f}x the copy time (target <= 2)")
+    print(f"  CustomPair vs ours: {custom_ratio:.1f}x slower than ours (target >= 5)")
+    if peak >= 0:
+        budget = table.n_devices + 2
+        print(f"  peak extra memory of our round trip: {peak / size:.2f} x the weight tensor "
+              f"(target <= 2P + 2 = {budget})")
+    for row in rows:
+        row.update(table=table.name, copy_ratio=copy_ratio, peak_extra_in_weights=peak / size)
+    return rows
+
+
+def main(argv: List[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=4096, help="rows and columns of the weight")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float16", "bfloat16",
+                                                               "float32", "float64"])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    weights = torch.randn(args.size, args.size, dtype=getattr(torch, args.dtype), device=device)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    for table in (seed_table(), bit_sliced(4, 4)):
+        bench_table(table, weights, args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
