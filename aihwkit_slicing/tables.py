@@ -358,7 +358,7 @@ class ProgrammingTable:
             f"table {self.name or '(unnamed)'}: {self.n_pairs} pair(s), "
             f"{self.n_devices} devices per weight, {self.n_columns} column(s), "
             f"{self.n_levels} levels",
-            f"  significance factors f_lst = {[_fmt(f) for f in self._f]}",
+            f"  significance factors f_lst = [{', '.join(_fmt(f) for f in self._f)}]",
             f"  device range [g_min, g_max] = [{_fmt(self.g_min)}, {_fmt(self.g_max)}] uS, "
             f"encoding rule '{self.encoding}'",
             "  level (uS)   column   " + "  ".join(
