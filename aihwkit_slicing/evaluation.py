@@ -154,7 +154,7 @@ def make_rpu_config(
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {MAPPINGS}, got {mapping!r}")
     rpu_config = copy.deepcopy(base) if base is not None else TorchInferenceRPUConfig()
-    rpu_config.noise_model = _noise_model(noise_model, converter)
+    rpu_config.noise_model = build_noise_model(noise_model, converter)
     rpu_config.drift_compensation = GlobalDriftCompensation() if compensation else None
     if peripherals == "ideal":
         rpu_config.forward.is_perfect = True
@@ -164,9 +164,11 @@ def make_rpu_config(
     return rpu_config
 
 
-def _noise_model(
+def build_noise_model(
     spec: Union[str, NoiseModelFactory, BaseNoiseModel], converter: BaseConductanceConverter
 ) -> BaseNoiseModel:
+    """A noise model driven by ``converter``: from a name in :data:`NOISE_MODELS`, a
+    factory taking the converter, or an instance (deep-copied, converter replaced)."""
     if isinstance(spec, str):
         if spec not in NOISE_MODELS:
             raise ValueError(
@@ -387,7 +389,7 @@ def run_sweep(
     Returns:
         A :class:`SweepResult`.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     times = _validate_sweep_args(times, repeats)
     table_specs = _named(tables, "table")

@@ -336,6 +336,19 @@ class ProgrammingTable:
         table.__dict__.pop("_key", None)
         return table
 
+    def optimize_encodings(
+        self, noise_model: Any = "pcm", t_inference: float = 86400.0, n_samples: int = 2000,
+        seed: int = 0, compensation: bool = True,
+    ) -> "ProgrammingTable":
+        """Per level, the redundant encoding with the least expected weight error.
+
+        Monte Carlo through the noise model's own programming and drift methods; see
+        :func:`aihwkit_slicing.encodings.optimize_encodings`.
+        """
+        from aihwkit_slicing.encodings import optimize_encodings
+
+        return optimize_encodings(self, noise_model, t_inference, n_samples, seed, compensation)
+
     def with_name(self, name: str) -> "ProgrammingTable":
         """Return a copy with another :attr:`name`."""
         table = self._copy()
