@@ -170,10 +170,11 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
                 table cannot represent.
         """
         self._check_type(weights)
-        known = attached_device_state(weights, self.table.key)
-        if known is not None:
-            conductances, params = known
-            return [g.clone() for g in conductances], dict(params)
+        state = attached_device_state(weights, self.table.key)
+        if state is not None and torch.equal(
+            self._weighted_sum(state.conductances, state.params["scale_ratio"]), weights
+        ):
+            return [g.clone() for g in state.conductances], dict(state.params)
         if weights.numel() == 0:
             block = self._quantizer.encode(weights)
             one = torch.ones((), dtype=compute_dtype(weights.dtype), device=weights.device)
@@ -217,9 +218,8 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             raise ValueError("params must contain 'scale_ratio' (from convert_to_conductances)")
         weights = self._weighted_sum(conductances, params["scale_ratio"])
         if weights.numel():
-            content = fingerprint(weights)
-            attach_device_state(weights, self.table.key, conductances, params, content)
-            self._records.add(weights, content, params["scale_ratio"])
+            attach_device_state(weights, self.table.key, conductances, params)
+            self._records.add(weights, fingerprint(weights), params["scale_ratio"])
         return weights
 
     @no_grad()
@@ -247,19 +247,27 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
 
     # ------------------------------------------------------------------ helpers
     def _weighted_sum(self, conductances: List[Tensor], scale: Any) -> Tensor:
+        """``sum_k f_k (gp_k - gm_k) / scale`` in the compute dtype, cast back.
+
+        Each pair's difference is formed first, so swapping every pair's plus and
+        minus device negates the result exactly (``q(-w) == -q(w)``).
+        """
         out_dtype = conductances[0].dtype
         cdtype = compute_dtype(out_dtype)
         f_lst = self.table.f_lst
         total = torch.sub(conductances[0].to(cdtype), conductances[1])
         if f_lst[0] != 1.0:
             total.mul_(f_lst[0])
+        difference = None
         for f_k, g_plus, g_minus in zip(f_lst[1:], conductances[2::2], conductances[3::2]):
-            total.add_(g_plus, alpha=f_k).sub_(g_minus, alpha=f_k)
-        scale = torch.as_tensor(scale, device=total.device)
+            difference = torch.sub(g_plus.to(cdtype), g_minus, out=difference)
+            total.add_(difference, alpha=f_k)
+        del difference
+        scale = torch.as_tensor(scale, device=total.device).to(cdtype)
         if scale.dim() == 0 or torch.broadcast_shapes(scale.shape, total.shape) == total.shape:
-            total.div_(scale.to(cdtype))
+            total.div_(scale)
         else:
-            total = total / scale.to(cdtype)
+            total = total / scale
         return total.to(out_dtype)
 
     def _params(self, scale: Tensor, clipped_fraction: float) -> Dict[str, Any]:

@@ -185,7 +185,7 @@ def optimize_encodings(
     at ``t_inference`` is selected. Levels with a single encoding keep it.
 
     Returns:
-        A copy of ``table`` (``encoding == "explicit"``) with the chosen columns.
+        A copy of ``table`` whose ``encoding`` lists the chosen columns.
     """
     stats = column_errors(table, noise_model, t_inference, None, n_samples, seed,
                           compensation)

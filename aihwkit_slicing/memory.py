@@ -7,24 +7,25 @@ programming noise and drift; quantizing them again would round the noise away an
 re-scale the grid. Two mechanisms tell them from trained weights:
 
 * **Device state on the tensor.** Every tensor returned by
-  ``convert_back_to_weights`` carries, as a Python attribute, the conductances it
-  was computed from and its params (:func:`attach_device_state`). Converting that
-  tensor again gives back exactly those per-device conductances, so in
+  ``convert_back_to_weights`` carries, as a Python attribute, the conductances it was
+  computed from and its params (:func:`attach_device_state`). Converting that tensor
+  again gives back exactly those per-device conductances, so in
   ``apply_drift_noise(programmed_weights, ...)`` every device drifts from its own
   programmed conductance. The attribute travels with the tensor through
-  ``copy.deepcopy`` and ``torch.save``/``torch.load`` of a whole model (pickle keeps
-  a tensor's ``__dict__``), but not through ``clone()`` or a ``state_dict``, and it
-  is ignored once the tensor was changed in place.
+  ``copy.deepcopy`` and ``torch.save``/``torch.load`` of a whole model (pickle keeps a
+  tensor's ``__dict__``), not through ``clone()`` or a ``state_dict``. The converter
+  uses it only while the stored conductances still reproduce the tensor exactly, so a
+  tensor changed in place in any way is treated as new.
 * **Fingerprint records for copies.** A bounded record of content fingerprints and
-  scales (:class:`CopyRecords`). A fingerprint ignores element order and zero padding
-  (min, max, sum and norms), so it recognizes a clone, the tile's own
-  weights and the IR-drop tile's transposed, zero-padded copy. Such a tensor is
-  decomposed into its nearest level plus the residual on the devices, with the
-  original scale.
+  scales (:class:`CopyRecords`). A fingerprint is exact but ignores element order and
+  zero padding: min, max, and the wrap-around sum of the entries' bit patterns. It
+  recognizes a clone, the tile's own weights and the IR-drop tile's transposed,
+  zero-padded copy. Such a tensor is decomposed into its nearest level plus the
+  residual on the devices, with the original scale.
 
 The records are shared by a converter and its deep copies: aihwkit 1.1.0's IR-drop
-tile keeps the converter of the rpu_config it was *given*, while the tile programs
-and drifts with its own deep copy, so the two must see the same records.
+tile keeps the converter of the rpu_config it was *given*, while the tile programs and
+drifts with its own deep copy, so the two must see the same records.
 """
 
 from __future__ import annotations
@@ -40,59 +41,43 @@ from torch import Tensor
 STATE_ATTRIBUTE = "_aihwkit_slicing_device_state"
 #: Fingerprint records kept per converter family (a few per tile is plenty).
 MAX_RECORDS = 1024
-#: Relative tolerance on the sums of a fingerprint (their rounding depends on element
-#: order); min and max must match exactly.
-FLOAT64_NORM_RTOL = 1e-10
-NORM_RTOL = 1e-4
 
-Fingerprint = Tuple[float, ...]
+Fingerprint = Tuple[float, float, int]
+
+_BIT_VIEWS = {8: (torch.int64, torch.int64), 4: (torch.int32, torch.int32),
+              2: (torch.int16, torch.int32)}
 
 
-def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
+def bit_sum(weights: Tensor, dim: Optional[int] = None) -> Tensor:
+    """Wrap-around sum of the entries' bit patterns (over ``dim``, or all).
+
+    Integer addition modulo 2**32 (2**64 for float64) is exact, so the sum does not
+    depend on element order, and ``+0.0`` (all bits zero) adds nothing, so zero
+    padding does not change it either.
+    """
+    view_dtype, sum_dtype = _BIT_VIEWS[weights.element_size()]
+    bits = weights.view(view_dtype)
+    if dim is None:
+        return bits.sum(dtype=sum_dtype)
+    return bits.sum(dim=dim, dtype=sum_dtype)
 
 
 def fingerprint(weights: Tensor) -> Fingerprint:
-    """Order- and zero-padding-independent summary of a tensor's entries.
+    """Exact, order- and zero-padding-independent summary of a tensor's entries.
 
     Returns:
-        ``(min(min, 0), max(max, 0), sum, L1 norm)``, the sums in float32 (float64
-        for float64 tensors). Zeros add nothing to any of them, so zero padding does
-        not change the fingerprint. NaN or infinite entries show in the min or max.
-        (No non-zero count: ``count_nonzero`` is slow on the many exact zeros of
-        quantized weights.)
+        ``(min(min, 0), max(max, 0), bit_sum)``. NaN or infinite entries show in the
+        min or max.
     """
-    acc = _accumulation_dtype(weights.dtype)
     low, high = torch.aminmax(weights)
-    stats = torch.stack(
-        [
-            low.clamp(max=0).to(acc),
-            high.clamp(min=0).to(acc),
-            weights.sum(dtype=acc),
-            torch.linalg.vector_norm(weights, 1, dtype=acc),
-        ]
-    )
-    return tuple(stats.tolist())
+    extremes = torch.stack([low.clamp(max=0), high.clamp(min=0)]).double().tolist()
+    return extremes[0], extremes[1], int(bit_sum(weights))
 
 
-def same_content(a: Fingerprint, b: Fingerprint, dtype: torch.dtype) -> bool:
-    """Whether two fingerprints of ``dtype`` tensors describe the same entries.
-
-    Min and max must be equal; the sums may differ by rounding, relative to the L1
-    norm (the scale of every rounding error in these sums).
-    """
-    if a[:2] != b[:2]:
-        return False
-    rtol = FLOAT64_NORM_RTOL if dtype == torch.float64 else NORM_RTOL
-    tol = rtol * max(a[3], b[3])
-    return all(abs(x - y) <= tol for x, y in zip(a[2:], b[2:]))
-
-
-def _channel_norms(weights: Tensor, dim: int) -> Tensor:
-    """L1 norm of each index along ``dim`` (reducing all other dimensions)."""
-    acc = _accumulation_dtype(weights.dtype)
+def _channel_bit_sums(weights: Tensor, dim: int) -> Tensor:
+    """:func:`bit_sum` of each index along ``dim``."""
     moved = weights.movedim(dim, 0).reshape(weights.shape[dim], -1)
-    return torch.linalg.vector_norm(moved, 1, dim=1, dtype=acc)
+    return bit_sum(moved, dim=1)
 
 
 # ================================================================ device state
@@ -103,42 +88,27 @@ class DeviceState:
     table_key: Any
     conductances: List[Tensor]
     params: Dict[str, Any]
-    fingerprint: Fingerprint
-    version: int
 
 
 def attach_device_state(
-    weights: Tensor, table_key: Any, conductances: List[Tensor], params: Dict[str, Any],
-    weights_fingerprint: Fingerprint,
+    weights: Tensor, table_key: Any, conductances: List[Tensor], params: Dict[str, Any]
 ) -> None:
     """Store the conductances and params ``weights`` was computed from on the tensor."""
-    setattr(
-        weights,
-        STATE_ATTRIBUTE,
-        DeviceState(table_key, list(conductances), dict(params), weights_fingerprint,
-                    weights._version),
-    )
+    setattr(weights, STATE_ATTRIBUTE, DeviceState(table_key, list(conductances), dict(params)))
 
 
-def attached_device_state(
-    weights: Tensor, table_key: Any
-) -> Optional[Tuple[List[Tensor], Dict[str, Any]]]:
-    """The conductances and params stored on ``weights`` by the same table, if valid.
+def attached_device_state(weights: Tensor, table_key: Any) -> Optional[DeviceState]:
+    """The device state stored on ``weights`` by a converter of the same table.
 
-    The state is valid while the tensor's in-place version counter is unchanged, or,
-    for a deep copy or reloaded tensor (whose counter starts anew), while its content
-    still has the stored fingerprint.
+    The caller must still check that the conductances reproduce ``weights``.
     """
     state = getattr(weights, STATE_ATTRIBUTE, None)
     if not isinstance(state, DeviceState) or state.table_key != table_key:
         return None
-    if weights._version != state.version:
-        if not same_content(fingerprint(weights), state.fingerprint, weights.dtype):
-            return None
-        state.version = weights._version
-    if any(g.shape != weights.shape or g.device != weights.device for g in state.conductances):
+    if any(g.shape != weights.shape or g.device != weights.device or g.dtype != weights.dtype
+           for g in state.conductances):
         return None
-    return state.conductances, state.params
+    return state
 
 
 # ============================================================ copy records
@@ -147,39 +117,33 @@ class CopyRecord:
     """What is remembered of one produced tensor by content.
 
     Attributes:
-        fingerprint: see :func:`fingerprint`.
-        dtype: dtype of the produced tensor.
         scale: the ``scale_ratio`` it was produced with: 0-d, or one value per
             channel (1-d).
         channel_dim: for a per-channel scale, the dimension it varied along.
-        channel_norms: for a per-channel scale, the L1 norm of each channel, used to
-            find the channel dimension of a copy (which may be transposed).
+        channel_bits: for a per-channel scale, the :func:`bit_sum` of each channel,
+            used to find the channel dimension of a copy (which may be transposed).
     """
 
-    fingerprint: Fingerprint
-    dtype: torch.dtype
     scale: Tensor
     channel_dim: Optional[int] = None
-    channel_norms: Optional[Tensor] = None
+    channel_bits: Optional[Tensor] = None
 
     def scale_for(self, weights: Tensor) -> Optional[Tensor]:
         """The scale arranged to broadcast over ``weights``, or None if none fits.
 
-        A per-channel scale is matched to the dimension of ``weights`` whose per-index
-        norms equal the recorded channel norms; on the IR-drop tile's ``[in, out]``
-        copy that is the last dimension, so the scale comes back as ``[1, out]``, which
-        also broadcasts over the tile's output currents.
+        A per-channel scale is matched to the dimension of ``weights`` whose
+        per-index bit sums equal the recorded ones; on the IR-drop tile's ``[in, out]``
+        copy that is the last dimension, so the scale comes back as ``[1, out]``,
+        which also broadcasts over the tile's output currents.
         """
-        if self.channel_norms is None:
+        if self.channel_bits is None:
             return self.scale.to(weights.device)
-        n_channels = self.channel_norms.numel()
-        rtol = FLOAT64_NORM_RTOL if weights.dtype == torch.float64 else NORM_RTOL
+        n_channels = self.channel_bits.numel()
         dims = [self.channel_dim] + [d for d in range(weights.dim()) if d != self.channel_dim]
         for dim in dims:
             if dim >= weights.dim() or weights.shape[dim] != n_channels:
                 continue
-            norms = _channel_norms(weights, dim).to(self.channel_norms)
-            if torch.allclose(norms, self.channel_norms, rtol=rtol, atol=0.0):
+            if torch.equal(_channel_bit_sums(weights, dim).cpu(), self.channel_bits):
                 shape = [1] * weights.dim()
                 shape[dim] = n_channels
                 return self.scale.reshape(shape).to(weights.device)
@@ -187,7 +151,7 @@ class CopyRecord:
 
 
 class CopyRecords:
-    """Bounded, least-recently-used record of produced tensors, by content.
+    """Bounded, least-recently-used record of produced tensors, by fingerprint.
 
     Args:
         max_records: how many fingerprints to keep.
@@ -200,13 +164,12 @@ class CopyRecords:
     def add(self, weights: Tensor, weights_fingerprint: Fingerprint, scale: Any) -> None:
         """Record ``weights`` (just produced with ``scale``)."""
         scale = torch.as_tensor(scale).detach()
-        record = CopyRecord(weights_fingerprint, weights.dtype, scale.reshape(()) if
-                            scale.numel() == 1 else scale.reshape(-1))
-        if scale.numel() > 1:
+        if scale.numel() == 1:
+            record = CopyRecord(scale.reshape(()))
+        else:
             dim = next(d for d, n in enumerate(scale.shape) if n == scale.numel())
-            record.channel_dim = dim
-            record.channel_norms = _channel_norms(weights, dim).cpu()
-        key = (weights_fingerprint[:2], weights.dtype)
+            record = CopyRecord(scale.reshape(-1), dim, _channel_bit_sums(weights, dim).cpu())
+        key = (weights_fingerprint, weights.dtype)
         self._records.pop(key, None)
         self._records[key] = record
         while len(self._records) > self.max_records:
@@ -214,11 +177,8 @@ class CopyRecords:
 
     def scale_for(self, weights: Tensor, weights_fingerprint: Fingerprint) -> Optional[Tensor]:
         """The original scale if ``weights`` is a copy of a produced tensor, else None."""
-        record = self._records.get((weights_fingerprint[:2], weights.dtype))
-        if record is None or not same_content(weights_fingerprint, record.fingerprint,
-                                              weights.dtype):
-            return None
-        return record.scale_for(weights)
+        record = self._records.get((weights_fingerprint, weights.dtype))
+        return None if record is None else record.scale_for(weights)
 
     def __len__(self) -> int:
         return len(self._records)

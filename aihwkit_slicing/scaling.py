@@ -32,13 +32,19 @@ from aihwkit_slicing.quantize import LevelQuantizer, compute_dtype
 
 SCALE_RULES = ("max", "percentile", "mse")
 
-#: Candidate clip ratios (of max|w|) of the first stage of the MSE search.
-MSE_COARSE_STEPS = 32
+#: Candidate clip ratios (of max|w|) of the first stage of the MSE search (fewer for
+#: tables with many levels, down to MSE_FINE_STEPS, to bound the work).
+MSE_COARSE_STEPS = 128
 #: Candidates per refinement stage, and the number of refinement stages.
-MSE_FINE_STEPS = 16
+MSE_FINE_STEPS = 17
 MSE_REFINEMENTS = 2
-#: Elements evaluated at once in the MSE search (weights x candidates).
-MSE_BLOCK = 2**20
+#: Rows x candidates x levels of work per search stage the coarse grid aims at.
+MSE_STAGE_WORK = 2**24
+#: Rows x candidates x levels evaluated at once in the MSE search.
+MSE_BLOCK = 2**22
+#: Weights per row (or per tensor) the MSE search looks at; longer rows are
+#: subsampled evenly (the clip of 2**20 samples is as good as that of all).
+MSE_MAX_SAMPLES = 2**20
 
 
 @dataclass
@@ -128,10 +134,8 @@ def compute_scaling(
         else:
             clip = _mse_clip(w, quantizer, reach, abs_max)
         scale = torch.where(clip > 0, reach / clip, inf)
+        clipped = float((w.abs() > clip[:, None]).sum()) / w.numel()
     scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
-    if rule != "max":
-        x_us = w.to(cdtype) * scale[:, None]
-        clipped = float(((x_us > top) | (x_us < bottom)).sum()) / w.numel()
     if per_channel and weights.dim() > 0:
         scale = scale.reshape((weights.shape[0],) + (1,) * (weights.dim() - 1))
     else:
@@ -159,54 +163,83 @@ def _percentile_abs(w: Tensor, percentile: float) -> Tensor:
 def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tensor) -> Tensor:
     """Per row of ``w``, the clip (weight units) minimizing the quantization MSE.
 
-    Clip candidates are ratios of the row's ``max|w|``: a coarse grid on (0, 1], then
-    ``MSE_REFINEMENTS`` finer grids around the best candidate so far. Every stage
-    evaluates all candidates for all rows at once (in blocks of ``MSE_BLOCK``).
+    Clip candidates are ratios of the row's ``max|w|``: a grid of up to
+    :data:`MSE_COARSE_STEPS` on (0, 1], then :data:`MSE_REFINEMENTS` grids of
+    :data:`MSE_FINE_STEPS` around the best candidate so far. All candidates of all
+    rows are evaluated at once by :class:`_SortedErrors`.
     """
     cdtype = reach.dtype
-    lo = torch.zeros_like(abs_max)
-    hi = torch.ones_like(abs_max)
-    steps = MSE_COARSE_STEPS
+    errors = _SortedErrors(w, quantizer)
+    work = w.shape[0] * quantizer.table.n_levels
+    coarse = max(MSE_FINE_STEPS, min(MSE_COARSE_STEPS, MSE_STAGE_WORK // work))
+    lo = torch.zeros_like(abs_max, dtype=torch.float64)
+    hi = torch.ones_like(abs_max, dtype=torch.float64)
+    safe_max = abs_max.double().clamp(min=torch.finfo(torch.float64).tiny)
+    reach = reach.double()
     best_ratio = hi.clone()
     for stage in range(1 + MSE_REFINEMENTS):
-        grid = torch.linspace(0, 1, steps + 1, dtype=cdtype, device=w.device)[1:]
-        if stage > 0:
-            grid = torch.linspace(0, 1, steps, dtype=cdtype, device=w.device)
-        ratios = lo[:, None] + (hi - lo)[:, None] * grid[None, :]  # [C, K]
-        ratios = ratios.clamp(min=1e-6)
-        clips = ratios * abs_max.clamp(min=torch.finfo(cdtype).tiny)[:, None]
-        errors = _quantization_errors(w, quantizer, reach[:, None] / clips)
-        best = errors.argmin(dim=1)
-        best_ratio = ratios.gather(1, best[:, None])[:, 0]
-        step = (hi - lo) / (steps if stage == 0 else steps - 1)
+        if stage == 0:
+            grid = torch.linspace(0, 1, coarse + 1, dtype=torch.float64)[1:]
+        else:
+            grid = torch.linspace(0, 1, MSE_FINE_STEPS, dtype=torch.float64)
+        grid = grid.to(w.device)
+        ratios = (lo[:, None] + (hi - lo)[:, None] * grid[None, :]).clamp(min=1e-6)  # [C, K]
+        mse = errors(reach[:, None] / (ratios * safe_max[:, None]))
+        best_ratio = ratios.gather(1, mse.argmin(dim=1, keepdim=True))[:, 0]
+        step = (hi - lo) / (len(grid) - (0 if stage == 0 else 1))
         lo = (best_ratio - step).clamp(min=0)
         hi = (best_ratio + step).clamp(max=1)
-        steps = MSE_FINE_STEPS
-    return best_ratio * abs_max
+    return (best_ratio * safe_max).to(cdtype)
 
 
-def _quantization_errors(w: Tensor, quantizer: LevelQuantizer, scales: Tensor) -> Tensor:
-    """Squared quantization error per row and candidate scale.
+class _SortedErrors:
+    """Squared quantization error of every row of ``w`` for many candidate scales.
 
-    Args:
-        w: ``[C, m]`` weights.
-        quantizer: the level lookup.
-        scales: ``[C, K]`` candidate scales (microsiemens per weight unit).
-
-    Returns:
-        ``[C, K]`` sums over each row of ``(w - Q(w * s) / s) ** 2``.
+    The weights of each row are sorted once, with prefix sums of ``w`` and ``w**2``
+    (float64). For a scale ``s`` the weights that round to level ``l_j`` form one
+    contiguous run of the sorted row (between the midpoints divided by ``s``, found by
+    ``searchsorted``), so their squared error ``sum (w - l_j / s)**2`` follows from
+    three prefix-sum differences. A candidate costs ``O(levels x log m)`` per row
+    instead of a pass over the row; rows longer than :data:`MSE_MAX_SAMPLES` are
+    subsampled evenly.
     """
-    cdtype = scales.dtype
-    n_rows, m = w.shape
-    k = scales.shape[1]
-    errors = torch.zeros(n_rows, k, dtype=cdtype, device=w.device)
-    cols = max(1, min(m, MSE_BLOCK // k))
-    rows = max(1, MSE_BLOCK // (k * cols))
-    for r0 in range(0, n_rows, rows):
-        s = scales[r0:r0 + rows, None, :]  # [r, 1, K]
-        for c0 in range(0, m, cols):
-            x = w[r0:r0 + rows, c0:c0 + cols].to(cdtype)[:, :, None]  # [r, c, 1]
-            x_us = x * s
-            q = quantizer.nearest_levels(x_us)
-            errors[r0:r0 + rows] += ((q - x_us) / s).square_().sum(dim=1)
-    return errors
+
+    def __init__(self, w: Tensor, quantizer: LevelQuantizer):
+        rows, m = w.shape
+        if m > MSE_MAX_SAMPLES:
+            stride = -(-m // MSE_MAX_SAMPLES)
+            w = w[:, ::stride]
+        self.sorted = torch.sort(w.double(), dim=1).values.contiguous()
+        zero = torch.zeros(rows, 1, dtype=torch.float64, device=w.device)
+        self.s1 = torch.cat([zero, torch.cumsum(self.sorted, dim=1)], dim=1)
+        self.s2 = torch.cat([zero, torch.cumsum(self.sorted.square(), dim=1)], dim=1)
+        levels = torch.as_tensor(quantizer.table.levels, dtype=torch.float64, device=w.device)
+        self.levels = levels
+        self.mids = (levels[1:] + levels[:-1]) / 2
+        self.weight_count = w.shape[1]
+
+    def __call__(self, scales: Tensor) -> Tensor:
+        """``[C, K]`` candidate scales (uS per weight unit) -> ``[C, K]`` mean squared errors."""
+        rows, k = scales.shape
+        n_levels = self.levels.numel()
+        out = torch.empty(rows, k, dtype=torch.float64, device=scales.device)
+        block = max(1, MSE_BLOCK // (k * n_levels))
+        for r0 in range(0, rows, block):
+            r1 = min(rows, r0 + block)
+            s = scales[r0:r1]
+            n = r1 - r0
+            bounds = (self.mids[None, None, :] / s[:, :, None]).reshape(n, -1)
+            cut = torch.searchsorted(self.sorted[r0:r1], bounds).reshape(n, k, n_levels - 1)
+            edges = torch.cat([
+                torch.zeros(n, k, 1, dtype=cut.dtype, device=cut.device), cut,
+                torch.full((n, k, 1), self.weight_count, dtype=cut.dtype, device=cut.device),
+            ], dim=2)
+            flat = edges.reshape(n, -1)
+            s1 = self.s1[r0:r1].gather(1, flat).reshape(n, k, n_levels + 1)
+            s2 = self.s2[r0:r1].gather(1, flat).reshape(n, k, n_levels + 1)
+            seg1 = s1[..., 1:] - s1[..., :-1]
+            seg2 = s2[..., 1:] - s2[..., :-1]
+            count = (edges[..., 1:] - edges[..., :-1]).double()
+            q = self.levels[None, None, :] / s[:, :, None]
+            out[r0:r1] = (seg2 - 2 * q * seg1 + count * q.square()).sum(dim=2)
+        return out.clamp_(min=0) / self.weight_count

@@ -44,7 +44,11 @@ MAX_COLUMNS = 2**20
 #:   so device errors are amplified less.
 #: * ``"first"``: the first such column in the table's own order.
 #:
-#: Remaining ties go to the lowest column index in every rule.
+#: Ties in ``min_total`` and ``min_weighted`` go to the column whose pairs, from the
+#: most significant down, hold the smaller ``|f_k (gp_k - gm_k)|`` (then the smaller
+#: conductances), so a level and its negative use mirrored columns (``q(-w) == -q(w)``
+#: for symmetric tables); remaining ties go to the lowest column index. Instead of a
+#: rule, ``encoding`` may also list one column per level explicitly.
 ENCODING_RULES = ("min_total", "min_weighted", "first")
 
 #: Column weights closer than this fraction of the largest ``|u_j|`` count as one level.
@@ -117,7 +121,7 @@ class ProgrammingTable:
             models normalize by). Defaults to the largest entry of ``g_lst``. If
             given, every entry must be at most this.
         encoding: Rule picking one column per level among redundant encodings, one
-            of :data:`ENCODING_RULES`.
+            of :data:`ENCODING_RULES`, or one column index per level (ascending levels).
         name: Optional short name, used in reports and plots.
 
     Raises:
@@ -134,7 +138,7 @@ class ProgrammingTable:
         g_lst: Sequence[Sequence[Number]],
         g_min: Optional[Number] = None,
         g_max: Optional[Number] = None,
-        encoding: str = "min_total",
+        encoding: Union[str, Sequence[int]] = "min_total",
         name: Optional[str] = None,
     ):
         self._f = _validate_f_lst(f_lst)
@@ -149,14 +153,21 @@ class ProgrammingTable:
         self.g_max = float(self._g.max()) if g_max is None else g_max
         if self.g_max <= 0:
             raise ValueError("g_lst holds only zero conductances; the table encodes nothing")
-        if encoding not in ENCODING_RULES:
-            raise ValueError(f"encoding must be one of {ENCODING_RULES}, got {encoding!r}")
-        self.encoding = encoding
+        explicit = not isinstance(encoding, str)
+        if not explicit and encoding not in ENCODING_RULES:
+            raise ValueError(
+                f"encoding must be one of {ENCODING_RULES} or a list of columns, got {encoding!r}"
+            )
         self.name = name
 
         self._column_weights = np.asarray(self._f) @ (self._g[0::2] - self._g[1::2])
         self._group_levels()
-        self._selected = self._select_by_rule(encoding)
+        if explicit:
+            self._selected = self._check_columns(encoding)
+            self.encoding: Union[str, List[int]] = list(self._selected)
+        else:
+            self._selected = self._select_by_rule(encoding)
+            self.encoding = encoding
         self._g.setflags(write=False)
 
     # ------------------------------------------------------------------ validation
@@ -188,7 +199,7 @@ class ProgrammingTable:
                         f"g_lst[{i}][{j}] is a negative conductance ({value!r} uS); "
                         "conductances must be >= 0"
                     )
-        return np.array(rows, dtype=np.float64)
+        return np.array(rows, dtype=np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0
 
     def _check_range(self, g_min: Optional[float], g_max: Optional[float]) -> None:
         for bound, name, bad in (
@@ -229,15 +240,41 @@ class ProgrammingTable:
 
     def _select_by_rule(self, rule: str) -> Tuple[int, ...]:
         if rule == "first":
-            cost = np.zeros(self.n_columns)
-        elif rule == "min_total":
+            return tuple(columns[0] for columns in self._encodings)
+        if rule == "min_total":
             cost = self._g.sum(axis=0)
         else:  # "min_weighted"
-            f2 = np.repeat(np.asarray(self._f), 2)
-            cost = f2 @ self._g
-        return tuple(
-            min(columns, key=lambda c: (cost[c], c)) for columns in self._encodings
-        )
+            cost = np.repeat(np.asarray(self._f), 2) @ self._g
+        plus, minus = self._g[0::2], self._g[1::2]
+        # mirror-invariant tie-break: pairs from the most significant down
+        contribution = np.abs(np.asarray(self._f)[:, None] * (plus - minus))[::-1]
+        high, low = np.maximum(plus, minus)[::-1], np.minimum(plus, minus)[::-1]
+
+        def key(c: int) -> Tuple[Any, ...]:
+            return (cost[c], tuple(contribution[:, c]), tuple(high[:, c]), tuple(low[:, c]), c)
+
+        return tuple(min(columns, key=key) for columns in self._encodings)
+
+    def _check_columns(self, columns: Any) -> Tuple[int, ...]:
+        if hasattr(columns, "tolist"):
+            columns = columns.tolist()
+        if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
+            raise ValueError(f"columns must be a sequence of column indices, got {columns!r}")
+        if len(columns) != self.n_levels:
+            raise ValueError(
+                f"columns must name one column per level ({self.n_levels}), got {len(columns)}"
+            )
+        checked = []
+        for level_index, (c, allowed) in enumerate(zip(columns, self._encodings)):
+            if isinstance(c, bool) or not isinstance(c, numbers.Integral):
+                raise ValueError(f"columns[{level_index}] must be an integer index, got {c!r}")
+            if int(c) not in allowed:
+                raise ValueError(
+                    f"columns[{level_index}] = {c} does not encode level {level_index} "
+                    f"({self._column_weights[allowed[0]]:g} uS); its columns are {list(allowed)}"
+                )
+            checked.append(int(c))
+        return tuple(checked)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -316,23 +353,13 @@ class ProgrammingTable:
                 one of the columns that encode that level (see :attr:`encodings`).
 
         Raises:
-            ValueError: if the count is wrong or a column does not encode its level.
+            ValueError: if the count is wrong, an index is not an integer, or a column
+                does not encode its level.
         """
-        columns = [int(c) for c in columns]
-        if len(columns) != self.n_levels:
-            raise ValueError(
-                f"columns must name one column per level ({self.n_levels}), "
-                f"got {len(columns)}"
-            )
-        for level_index, (c, allowed) in enumerate(zip(columns, self._encodings)):
-            if c not in allowed:
-                raise ValueError(
-                    f"columns[{level_index}] = {c} does not encode level {level_index} "
-                    f"({self.levels[level_index]:g} uS); its columns are {list(allowed)}"
-                )
+        selected = self._check_columns(columns)
         table = self._copy()
-        table.encoding = "explicit"
-        table._selected = tuple(columns)
+        table._selected = selected
+        table.encoding = list(selected)
         table.__dict__.pop("_key", None)
         return table
 
@@ -405,26 +432,19 @@ class ProgrammingTable:
             "g_min": self.g_min,
             "g_max": self.g_max,
             "encoding": self.encoding,
-            "selected_columns": list(self._selected),
         }
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ProgrammingTable":
         """Rebuild a table written by :meth:`to_dict`."""
-        encoding = data.get("encoding", "min_total")
-        table = cls(
+        return cls(
             data["f_lst"],
             data["g_lst"],
             g_min=data.get("g_min"),
             g_max=data.get("g_max"),
-            encoding="min_total" if encoding == "explicit" else encoding,
+            encoding=data.get("encoding", "min_total"),
             name=data.get("name"),
         )
-        if encoding == "explicit" or "selected_columns" in data:
-            selected = data.get("selected_columns")
-            if selected is not None and tuple(selected) != table.selected_columns:
-                table = table.with_encodings(selected)
-        return table
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProgrammingTable):
@@ -545,7 +565,10 @@ def _significances(
         raise ValueError(
             f"significance must be 'base', 'equal' or a list of factors, got {significance!r}"
         )
-    factors = list(_validate_f_lst(significance))
+    try:
+        factors = list(_validate_f_lst(significance))
+    except ValueError as error:
+        raise ValueError(str(error).replace("f_lst", "significance")) from None
     if len(factors) != n_pairs:
         raise ValueError(
             f"significance must list one factor per pair (n_pairs = {n_pairs}), "
@@ -661,6 +684,8 @@ def from_device_levels(
     """
     factors = _validate_f_lst(f_lst)
     n_pairs = len(factors)
+    if hasattr(device_levels, "tolist") and not isinstance(device_levels, (list, tuple)):
+        device_levels = device_levels.tolist()
     sets = list(device_levels) if isinstance(device_levels, Sequence) else None
     if not sets:
         raise ValueError(f"device_levels must be a non-empty sequence, got {device_levels!r}")
@@ -675,6 +700,8 @@ def from_device_levels(
         )
     cleaned = []
     for d, levels in enumerate(sets):
+        if hasattr(levels, "tolist") and not isinstance(levels, (list, tuple)):
+            levels = levels.tolist()
         if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence):
             raise ValueError(f"device_levels[{d}] must be a sequence of conductances")
         for v in levels:
