@@ -415,14 +415,21 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
             ``(weight, bias)``: the weight in :attr:`weight_shape` (on the CPU, as
             aihwkit returns tile weights), the bias (a detached copy) or ``None``.
         """
-        parts = [layer.get_weights(**kwargs)[0].reshape(self.weight_shape)
-                 for layer in self.slices]
+        parts = self.get_slice_weights(**kwargs)
         bias = None if self.bias is None else self.bias.detach().clone()
         return self.slicing.combine(parts), bias
 
     def get_slice_weights(self, **kwargs: Any) -> List[Tensor]:
-        """Every slice's own weight ``W_k`` (in :attr:`weight_shape`), slice order."""
-        return [layer.get_weights(**kwargs)[0].reshape(self.weight_shape)
+        """Copies of every slice's own weight ``W_k`` (in :attr:`weight_shape`).
+
+        Args:
+            kwargs: passed to every slice's ``get_weights``.
+
+        Returns:
+            One tensor per slice, slice order. (Copies: aihwkit's torch tile hands
+            out its live weight tensor when no mapping scale applies.)
+        """
+        return [layer.get_weights(**kwargs)[0].reshape(self.weight_shape).clone()
                 for layer in self.slices]
 
     # ------------------------------------------------------------------ forward
