@@ -502,3 +502,22 @@ def test_converting_a_bare_linear_gives_a_sliced_layer_with_its_weights():
     layer = convert_to_analog_sliced(linear, perfect_config(), 2, significance=[1.0, 1.0])
     assert isinstance(layer, AnalogSlicedLinear)
     torch.testing.assert_close(layer.get_weights()[0], linear.weight.detach())
+
+
+# ================================================================ example
+def test_example_runs_in_fast_mode_and_reports_every_variant():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "digital_slicing.py"
+    spec = importlib.util.spec_from_file_location("digital_slicing_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(repeats=1, epochs=3, times=[("1 day", 86400.0)], verbose=False)
+    assert result["digital"] > 0.8
+    table = result["table"]
+    assert len(table) == 4
+    for devices, acc in table.values():
+        assert devices in (2, 8) and acc.shape == (1, 1)
+        assert 0.5 < float(acc[0, 0]) <= 1.0
+    assert "| unsliced | 2 |" in example.format_table(table, [("1 day", 86400.0)])
