@@ -28,6 +28,12 @@ torch model, :func:`convert_to_digital_sliced` converts back.
 
 How a weight is split (:class:`WeightSlicing`) is documented there; all rules scale
 per tensor by ``R = max|W|`` (in weight units).
+
+Training: an optimizer step moves slice ``k`` by ``-lr * f_k * dL/dW``, so the
+reconstructed weight moves by ``-lr * (sum_k f_k**2) * dL/dW``; lower the learning
+rate for large factors (``"binary"``). Slices trained this way leave their split
+(and, for ``"binary"``, the digit grid); ``layer.set_weights(*layer.get_weights())``
+splits the trained weight anew.
 """
 
 from __future__ import annotations
