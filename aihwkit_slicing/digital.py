@@ -185,7 +185,8 @@ class WeightSlicing:
         if self.significance == "equal":
             return (1.0,) * self.n_slices
         if self.significance == "binary":
-            return tuple(float(2 ** (self.bits_per_slice * k)) for k in range(self.n_slices))
+            bits = int(self.bits_per_slice or 1)
+            return tuple(float(2 ** (bits * k)) for k in range(self.n_slices))
         return self.significance  # type: ignore[return-value]
 
     @property
@@ -275,7 +276,7 @@ class WeightSlicing:
                 f"slices must hold {self.n_slices} tensors (n_slices), got {len(slices)}"
             )
         total = torch.zeros_like(slices[0], dtype=torch.float64)
-        for factor, part in zip(self.factors, slices):
+        for factor, part in zip(self.factors, slices, strict=True):
             total.add_(part.to(torch.float64), alpha=factor)
         return total.to(slices[0].dtype)
 
@@ -338,8 +339,9 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         bias: bool,
     ) -> None:
         self.slicing = slicing
-        self.slices = ModuleList([make_slice(copy.deepcopy(rpu_config)) for _ in range(
-            slicing.n_slices)])
+        self.slices = ModuleList(
+            [make_slice(copy.deepcopy(rpu_config)) for _ in range(slicing.n_slices)]
+        )
         dtype = next(self.analog_tiles()).get_dtype()
         if bias:
             self.bias = Parameter(torch.zeros(out_size, dtype=dtype))
@@ -363,7 +365,7 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         """Shape of the (reconstructed) weight, as the digital layer has it."""
         raise NotImplementedError
 
-    def _digital_layer(self) -> Module:
+    def _digital_layer(self) -> Union[Linear, Conv2d]:
         """A digital layer of the same geometry (weights not set)."""
         raise NotImplementedError
 
@@ -398,7 +400,7 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
                 f"weight must have shape {shape}, got {tuple(weight.shape)}"
             )
         weight = weight.reshape(shape)
-        for layer, part in zip(self.slices, self.slicing.split(weight)):
+        for layer, part in zip(self.slices, self.slicing.split(weight), strict=True):
             layer.set_weights(part)
         if bias is None:
             return
@@ -443,7 +445,7 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         """``sum_k f_k * slice_k(x) + bias``, summed digitally."""
         # pylint: disable=arguments-differ
         out: Optional[Tensor] = None
-        for factor, layer in zip(self.slicing.factors, self.slices):
+        for factor, layer in zip(self.slicing.factors, self.slices, strict=True):
             y = layer(x_input)
             if factor != 1.0:
                 y = y * factor
@@ -485,7 +487,9 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
 
     # ------------------------------------------------------------------ conversion
     @classmethod
-    def to_digital(cls, module: "_AnalogSlicedBase", realistic: bool = False) -> Module:
+    def to_digital(
+        cls, module: "_AnalogSlicedBase", realistic: bool = False
+    ) -> Union[Linear, Conv2d]:
         """A digital torch layer holding the reconstructed weight and the bias.
 
         Args:
@@ -496,7 +500,7 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         weight, bias = module.get_weights(realistic=realistic)
         digital = module._digital_layer()
         digital.weight.data = weight.to(digital.weight.dtype)
-        if bias is not None:
+        if bias is not None and digital.bias is not None:
             digital.bias.data = bias.to(digital.bias.dtype)
         tile = next(module.analog_tiles())
         return digital.to(device=tile.device, dtype=weight.dtype)
@@ -628,11 +632,11 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: Union[int, Tuple[int, int]],
+        kernel_size: Union[int, Sequence[int]],
         n_slices: int,
-        stride: Union[int, Tuple[int, int]] = 1,
-        padding: Union[int, Tuple[int, int]] = 0,
-        dilation: Union[int, Tuple[int, int]] = 1,
+        stride: Union[int, Sequence[int]] = 1,
+        padding: Union[int, Sequence[int]] = 0,
+        dilation: Union[int, Sequence[int]] = 1,
         bias: bool = True,
         significance: Significance = "equal",
         rpu_config: Optional[RPUConfigBase] = None,
@@ -700,7 +704,8 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
 
         Raises:
             ValueError: for ``groups != 1``, a padding mode other than ``"zeros"`` or a
-                string padding, which aihwkit's ``AnalogConv2d`` does not support.
+                string padding (``"same"``), which aihwkit's ``AnalogConv2d`` does not
+                support.
         """
         if not isinstance(module, Conv2d):
             raise TypeError(f"module must be a torch.nn.Conv2d, got {type(module).__name__}")
@@ -710,6 +715,9 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         if module.padding_mode != "zeros":
             raise ValueError(f"only padding_mode='zeros' is supported, got "
                              f"{module.padding_mode!r} in {module!r}")
+        if isinstance(module.padding, str):
+            raise ValueError(f"padding must be an integer or a pair of them, got "
+                             f"{module.padding!r} in {module!r}")
         layer = cls(module.in_channels, module.out_channels, module.kernel_size, n_slices,
                     stride=module.stride, padding=module.padding, dilation=module.dilation,
                     bias=module.bias is not None, significance=significance,

@@ -351,7 +351,7 @@ def test_program_and_drift_reach_every_tile():
     programmed = tile_weights(model)
     model.drift_analog_weights(86400.0)
     drifted = tile_weights(model)
-    assert all(not torch.equal(p, d) for p, d in zip(programmed, drifted))
+    assert all(not torch.equal(p, d) for p, d in zip(programmed, drifted, strict=True))
     assert all(t.alpha.item() != 1.0 for t in tiles)  # every tile compensated its drift
 
 
@@ -363,7 +363,7 @@ def test_drift_through_an_analog_sequential_reaches_every_slice():
     model.drift_analog_weights(3600.0)
     after = tile_weights(model)
     assert len(before) == 5
-    assert all(not torch.equal(b, a) for b, a in zip(before, after))
+    assert all(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
 
 
 def test_train_and_eval_reach_every_slice_and_tile():
@@ -393,7 +393,7 @@ def test_state_dict_round_trip_restores_weights_and_outputs():
     for layer in ("conv", "head"):
         mine = getattr(model, layer)
         theirs = getattr(clone, layer)
-        for a, b in zip(mine.analog_tiles(), theirs.analog_tiles()):
+        for a, b in zip(mine.analog_tiles(), theirs.analog_tiles(), strict=True):
             torch.testing.assert_close(a.tile.weight, b.tile.weight)
     torch.manual_seed(5)
     torch.testing.assert_close(clone(x), expected)
@@ -429,7 +429,7 @@ def test_gradients_reach_every_slice_scaled_by_its_factor():
     target = torch.randn(8, 3)
     nn.functional.mse_loss(digital(x), target).backward()
     nn.functional.mse_loss(layer(x), target).backward()
-    for factor, tile in zip(factors, layer.analog_tiles()):
+    for factor, tile in zip(factors, layer.analog_tiles(), strict=True):
         grad = tile.tile.weight.grad
         assert grad is not None and float(grad.abs().max()) > 0
         torch.testing.assert_close(grad, factor * digital.weight.grad, rtol=1e-4, atol=1e-6)
@@ -465,8 +465,8 @@ def test_one_epoch_of_hardware_aware_training_lowers_the_loss():
         optimizer.step()
     after = full_loss()
     assert after < 0.9 * before
-    for layer, old in zip((model[0], model[2]), slices_before):
-        for new_w, old_w in zip(layer.get_slice_weights(), old):
+    for layer, old in zip((model[0], model[2]), slices_before, strict=True):
+        for new_w, old_w in zip(layer.get_slice_weights(), old, strict=True):
             assert not torch.equal(new_w, old_w)  # every slice was trained
 
 
