@@ -329,6 +329,8 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
 
     slices: ModuleList
     bias: Optional[Parameter]
+    #: How the ``[out]`` bias broadcasts over the output (channels first for conv).
+    _BIAS_VIEW: Tuple[int, ...] = (-1,)
 
     def _setup(
         self,
@@ -452,11 +454,8 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
             out = y if out is None else out + y
         assert out is not None  # at least one slice
         if self.bias is not None:
-            out = out + self.bias.view(self._bias_view(out))
+            out = out + self.bias.view(self._BIAS_VIEW)
         return out
-
-    def _bias_view(self, out: Tensor) -> Tuple[int, ...]:
-        return (-1,)
 
     # ------------------------------------------------------------------ state
     def get_extra_state(self) -> Dict[str, Any]:
@@ -688,8 +687,7 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
                       stride=self.stride, padding=self.padding, dilation=self.dilation,
                       bias=self.bias is not None)
 
-    def _bias_view(self, out: Tensor) -> Tuple[int, ...]:
-        return (-1, 1, 1)
+    _BIAS_VIEW = (-1, 1, 1)
 
     @classmethod
     def from_digital(

@@ -497,6 +497,11 @@ def test_converting_a_grouped_convolution_raises_naming_groups():
         convert_to_analog_sliced(nn.Conv2d(2, 2, 3, groups=2), perfect_config(), 2)
 
 
+def test_converting_a_same_padded_convolution_raises_naming_padding():
+    with pytest.raises(ValueError, match="padding"):
+        convert_to_analog_sliced(nn.Conv2d(1, 2, 3, padding="same"), perfect_config(), 2)
+
+
 def test_converting_a_bare_linear_gives_a_sliced_layer_with_its_weights():
     linear = nn.Linear(3, 2)
     layer = convert_to_analog_sliced(linear, perfect_config(), 2, significance=[1.0, 1.0])
