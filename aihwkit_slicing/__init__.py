@@ -7,10 +7,20 @@ The pieces, one module each:
   the aihwkit conductance converter;
 * :mod:`aihwkit_slicing.scaling` -- how weights map onto a table (max, percentile, MSE);
 * :mod:`aihwkit_slicing.quantize` -- the nearest-level lookup;
-* :mod:`aihwkit_slicing.memory` -- how the converter recognizes weights it produced.
+* :mod:`aihwkit_slicing.memory` -- how the converter recognizes weights it produced;
+* :mod:`aihwkit_slicing.digital` -- the other way: every slice on its own analog tile,
+  summed digitally (:class:`AnalogSlicedLinear`, :class:`AnalogSlicedConv2d`,
+  :func:`convert_to_analog_sliced`).
 """
 
 from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.digital import (
+    AnalogSlicedConv2d,
+    AnalogSlicedLinear,
+    WeightSlicing,
+    convert_to_analog_sliced,
+    convert_to_digital_sliced,
+)
 from aihwkit_slicing.tables import (
     ProgrammingTable,
     bit_sliced,
@@ -24,10 +34,15 @@ from aihwkit_slicing.tables import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AnalogSlicedConv2d",
+    "AnalogSlicedLinear",
     "ProgrammingTable",
     "QuantizedSlicedConductanceConverter",
+    "WeightSlicing",
     "bit_sliced",
     "builtin_tables",
+    "convert_to_analog_sliced",
+    "convert_to_digital_sliced",
     "equal_significance",
     "from_device_levels",
     "seed_table",
