@@ -1,9 +1,10 @@
 """Digitally summed vs analog summed weight slicing on the 8x8 digits data.
 
-Trains a small CNN (one ``Conv2d``, one ``Linear``) on scikit-learn's bundled 8x8
-digits in a few seconds (fixed seed, fixed held-out split), then converts it to
-analog in four ways, all with aihwkit's ``PCMLikeNoiseModel``,
-``GlobalDriftCompensation`` and ideal peripherals (``forward.is_perfect=True``):
+Takes the bundled pretrained digits CNN (:mod:`aihwkit_slicing.models.digits`, two
+``Conv2d`` and two ``Linear`` layers, scored on the fixed held-out split of
+scikit-learn's 8x8 digits) and converts it to analog in four ways, all with aihwkit's
+``PCMLikeNoiseModel``, ``GlobalDriftCompensation`` and ideal peripherals
+(``forward.is_perfect=True``):
 
 * ``unsliced``: one device pair per weight, aihwkit's default conductance mapping;
 * ``4 equal slices``: :func:`aihwkit_slicing.convert_to_analog_sliced`, four tiles of
@@ -34,8 +35,6 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 
 from aihwkit.inference.compensation.drift import GlobalDriftCompensation
@@ -48,6 +47,7 @@ from aihwkit_slicing import (
     bit_sliced,
     convert_to_analog_sliced,
 )
+from aihwkit_slicing.models.digits import load_digits_model, load_digits_split
 
 #: Drift times (seconds after programming) and their labels.
 TIMES: Tuple[Tuple[str, float], ...] = (
@@ -56,43 +56,6 @@ TIMES: Tuple[Tuple[str, float], ...] = (
     ("1 day", 86400.0),
     ("1 year", 365.25 * 86400.0),
 )
-
-
-def load_data(seed: int = 0) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The 8x8 digits as ``[N, 1, 8, 8]`` images in [0, 1]; a fixed 30 % held out."""
-    digits = load_digits()
-    images = torch.tensor(digits.images / 16.0, dtype=torch.float32).unsqueeze(1)
-    labels = torch.tensor(digits.target, dtype=torch.long)
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)), test_size=0.3, random_state=seed, stratify=digits.target
-    )
-    return images[train_idx], labels[train_idx], images[test_idx], labels[test_idx]
-
-
-def make_model() -> nn.Sequential:
-    """A small CNN: 8 3x3 filters, 2x2 max pooling, one linear read-out."""
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(8 * 4 * 4, 10),
-    )
-
-
-def train(model: nn.Module, images: Tensor, labels: Tensor, epochs: int, seed: int) -> None:
-    """Digital training with Adam, mini-batches of 64, fixed seed."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    loss_fn = nn.CrossEntropyLoss()
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(labels), generator=generator)
-        for start in range(0, len(labels), 64):
-            batch = order[start:start + 64]
-            optimizer.zero_grad()
-            loss_fn(model(images[batch]), labels[batch]).backward()
-            optimizer.step()
 
 
 @torch.no_grad()
@@ -143,7 +106,7 @@ def drift_sweep(
     return results
 
 
-def main(repeats: int = 25, epochs: int = 30, seed: int = 0,
+def main(repeats: int = 25, seed: int = 0,
          times: Sequence[Tuple[str, float]] = TIMES, verbose: bool = True,
          threads: int = 1) -> Dict[str, object]:
     """Train, convert, sweep; print and return the accuracy table.
@@ -154,21 +117,17 @@ def main(repeats: int = 25, epochs: int = 30, seed: int = 0,
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(repeats, epochs, seed, times, verbose)
+        return _run(repeats, seed, times, verbose)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _run(repeats: int, epochs: int, seed: int, times: Sequence[Tuple[str, float]],
+def _run(repeats: int, seed: int, times: Sequence[Tuple[str, float]],
          verbose: bool) -> Dict[str, object]:
     start = time.perf_counter()
-    torch.manual_seed(seed)
-    x_train, y_train, x_test, y_test = load_data(seed)
-    model = make_model()
-    train(model, x_train, y_train, epochs, seed)
-    model.eval()
+    _, _, x_test, y_test = load_digits_split()
+    model = load_digits_model()
     digital = accuracy(model, x_test, y_test)
-    trained_s = time.perf_counter() - start
 
     table: Dict[str, Tuple[int, np.ndarray]] = {}
     for name, (devices, convert) in variants().items():
@@ -177,8 +136,8 @@ def _run(repeats: int, epochs: int, seed: int, times: Sequence[Tuple[str, float]
     elapsed = time.perf_counter() - start
 
     if verbose:
-        print(f"8x8 digits: {len(y_train)} training, {len(y_test)} held-out images; "
-              f"trained in {trained_s:.1f} s; digital accuracy {100 * digital:.2f} %")
+        print(f"bundled digits CNN: {len(y_test)} held-out images; "
+              f"digital accuracy {100 * digital:.2f} %")
         print(f"held-out accuracy (%), mean +- std over {repeats} programmings "
               "(PCM-like noise, global drift compensation, ideal peripherals)\n")
         print(format_table(table, times))
@@ -202,17 +161,13 @@ def _parse_args(argv: List[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=25,
                         help="programmings per variant (default 25)")
-    parser.add_argument("--epochs", type=int, default=30,
-                        help="digital training epochs (default 30)")
     parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be at least 1, got {args.repeats}")
-    if args.epochs < 1:
-        parser.error(f"--epochs must be at least 1, got {args.epochs}")
     return args
 
 
 if __name__ == "__main__":
     ARGS = _parse_args()
-    main(repeats=ARGS.repeats, epochs=ARGS.epochs, seed=ARGS.seed)
+    main(repeats=ARGS.repeats, seed=ARGS.seed)

@@ -518,7 +518,7 @@ def test_example_runs_in_fast_mode_and_reports_every_variant():
     spec = importlib.util.spec_from_file_location("digital_slicing_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    result = example.main(repeats=1, epochs=3, times=[("1 day", 86400.0)], verbose=False)
+    result = example.main(repeats=1, times=[("1 day", 86400.0)], verbose=False)
     assert result["digital"] > 0.8
     table = result["table"]
     assert len(table) == 4
