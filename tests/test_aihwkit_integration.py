@@ -526,3 +526,144 @@ def test_irdrop_forward_sees_programmed_weights_of_each_tile_of_a_split_layer():
         assert errors[best] <= INVARIANCE_RTOL, f"errors per tile: {errors}"
         seen_tiles.add(best)
     assert seen_tiles == set(range(len(tiles)))
+
+
+# ============================================================== known bugs (strict xfail)
+BUG_MSE_ZERO_ROW = (
+    "BUG: scale='mse' raises IndexError for an all-zero output row (per_channel=True) or "
+    "an all-zero tensor: _mse_clip divides by clamp(abs_max, tiny), the candidate scales "
+    "overflow to inf, 0 * inf = NaN reaches CellIndex, whose cell index is out of range"
+)
+
+
+def _with_zero_rows(which: str, seed: int = 6) -> Tensor:
+    torch.manual_seed(seed)
+    weights = torch.randn(8, 16)
+    if which == "zero_row":
+        weights[3] = 0.0  # a pruned output neuron
+    else:
+        weights.zero_()  # e.g. a zero-initialized layer
+    return weights
+
+
+@pytest.mark.parametrize(
+    "which,scale,per_channel",
+    [
+        pytest.param(which, scale, per_channel,
+                     id=f"{which}-{scale}-{'per_channel' if per_channel else 'per_tensor'}",
+                     marks=[pytest.mark.xfail(strict=True, reason=BUG_MSE_ZERO_ROW)]
+                     if scale == "mse" and (per_channel or which == "all_zero") else [])
+        for which in ("zero_row", "all_zero")
+        for scale, per_channel in SCALE_RULES + [("max", True)]
+    ],
+)
+def test_programming_a_layer_with_all_zero_output_rows_keeps_the_trap_invariant(
+    which, scale, per_channel
+):
+    conv = make_converter(scale, per_channel)
+    noise = PCMLikeNoiseModel(g_converter=conv, drift_scale=0.0, read_noise_scale=0.0)
+    layer = AnalogLinear(16, 8, bias=False, rpu_config=make_config("torch", noise)).eval()
+    layer.set_weights(_with_zero_rows(which))
+    layer.program_analog_weights()
+    tile = tiles_of(layer)[0]
+    programmed = tile.programmed_weights.clone()
+    assert torch.isfinite(programmed).all()
+    layer.drift_analog_weights(3600.0)
+    assert (tile_weights(tile) - programmed).abs().max() <= INVARIANCE_RTOL * max(
+        float(programmed.abs().max()), 1e-12
+    )
+
+
+BUG_UNPROGRAMMED_PER_CHANNEL = (
+    "BUG: before programming, the IR-drop tile converts the trained weights transposed to "
+    "[in, out] and zero-padded; per_channel=True then takes one scale per *input* row "
+    "(scale_ratio of shape [128, 1]), which cannot broadcast over the output currents "
+    "[batch, out]: RuntimeError in analog_mvm_irdrop_t._matmul_irdrop (max, percentile), "
+    "IndexError for mse (the padding rows are all-zero rows)"
+)
+BUG_UNPROGRAMMED_PERCENTILE = (
+    "BUG: before programming, the IR-drop tile converts the trained weights zero-padded to "
+    "the physical tile height; scale='percentile' counts the padding zeros, so the "
+    "percentile of |w| and hence the scale differ from programming the same weights: "
+    "the forward pass sees another quantization than converter.quantize(weights)"
+)
+
+
+def _unprogrammed_case(scale: str, per_channel: bool):
+    marks = []
+    if per_channel:
+        marks = [pytest.mark.xfail(strict=True, reason=BUG_UNPROGRAMMED_PER_CHANNEL)]
+    elif scale == "percentile":
+        marks = [pytest.mark.xfail(strict=True, reason=BUG_UNPROGRAMMED_PERCENTILE)]
+    return pytest.param(scale, per_channel, marks=marks,
+                        id=f"{scale}-{'per_channel' if per_channel else 'per_tensor'}")
+
+
+@pytest.mark.parametrize(
+    "scale,per_channel",
+    [_unprogrammed_case(s, pc) for s, pc in SCALE_RULES + [("max", True)]],
+)
+def test_irdrop_forward_of_unprogrammed_layer_sees_the_quantized_weights(scale, per_channel):
+    """Before ``program_analog_weights`` the IR-drop forward pass quantizes the trained
+    weights; it should see what noise-free programming stores, ``conv.quantize(w)``."""
+    conv = make_converter(scale, per_channel)
+    layer = _irdrop_layer(conv, AnalogMVType.ONE_PASS)
+    tile = tiles_of(layer)[0]
+    trained = tile_weights(tile)
+    with ConversionSpy(tile.tile._g_converter) as spy:
+        out = layer(torch.rand(2, 16))
+    assert out.shape == (2, 8) and torch.isfinite(out).all()
+    expected = pad_like_irdrop(conv.quantize(trained))
+    for _, conductances, params in spy.calls:
+        assert max_rel_diff(weights_from(conductances, params), expected) <= INVARIANCE_RTOL
+
+
+BUG_RECORD_KEY_COLLISION = (
+    "BUG: CopyRecords keys records by (min, max, dtype) only, so a produced tensor evicts "
+    "the record of another produced tensor with the same min and max (programming noise "
+    "off and weights clipped to [-1, 1]); the IR-drop forward of the first layer then "
+    "quantizes its programmed weights afresh as [in, out] trained weights and, with "
+    "per_channel=True, fails (scale_ratio [128, 1] does not broadcast over [batch, out])"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=BUG_RECORD_KEY_COLLISION)
+def test_irdrop_forward_recognizes_layers_whose_programmed_weights_share_min_and_max():
+    conv = make_converter("max", True)
+    noise = PCMLikeNoiseModel(g_converter=conv, prog_noise_scale=0.0, drift_scale=0.0,
+                              read_noise_scale=0.0)
+    config = make_config("irdrop", noise)
+    torch.manual_seed(7)
+    model = AnalogSequential(AnalogLinear(16, 8, bias=False, rpu_config=config),
+                             AnalogLinear(16, 8, bias=False, rpu_config=config)).eval()
+    for layer in model:
+        weights = torch.randn(8, 16).clamp(-1.0, 1.0)  # e.g. a fixed-value weight clip
+        weights[0, 0], weights[0, 1] = 1.0, -1.0
+        layer.set_weights(weights)
+    model.program_analog_weights()
+    for layer in model:
+        _assert_forward_sees_tile_weights(layer, per_channel=True)
+
+
+BUG_RECORDS_NOT_LRU = (
+    "BUG: CopyRecords is documented as least-recently-used, but scale_for() does not "
+    "refresh a record it matched: records are evicted in insertion order, so after "
+    "MAX_RECORDS other conversions by the same converter family (e.g. a sweep over other "
+    "models built from the same rpu_config) a layer whose IR-drop forward kept using its "
+    "record is no longer recognized and its programmed weights are quantized again"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=BUG_RECORDS_NOT_LRU)
+def test_irdrop_forward_keeps_recognizing_a_layer_in_use_during_a_long_sweep():
+    conv = make_converter()
+    layer = _irdrop_layer(conv, AnalogMVType.ONE_PASS)
+    layer.program_analog_weights()
+    # another noise model from the same converter: its deep copy shares the records
+    sweep = PCMLikeNoiseModel(g_converter=conv)
+    torch.manual_seed(8)
+    for step in range(MAX_RECORDS + 64):
+        sweep.apply_programming_noise(torch.randn(4, 4))
+        if step % 128 == 0:
+            _assert_forward_sees_tile_weights(layer, per_channel=False)  # the layer is in use
+    _assert_forward_sees_tile_weights(layer, per_channel=False)
