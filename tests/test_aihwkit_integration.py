@@ -713,3 +713,60 @@ def test_irdrop_forward_keeps_recognizing_a_layer_in_use_during_a_long_sweep():
         if step % 128 == 0:
             _assert_forward_sees_tile_weights(layer, per_channel=False)  # the layer is in use
     _assert_forward_sees_tile_weights(layer, per_channel=False)
+
+
+BUG_RECORDS_NOT_SHARED_BY_EQUAL_CONVERTERS = (
+    "BUG: fingerprint records are shared only among deep copies of one converter, but "
+    "aihwkit's IR-drop tile keeps the converter it was created with "
+    "(tile.tile._g_converter): when the tile is programmed by an equal converter of "
+    "another family, the IR-drop forward does not recognize the programmed weights and "
+    "quantizes them again (the trap)"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=BUG_RECORDS_NOT_SHARED_BY_EQUAL_CONVERTERS + (
+    "; here program_analog_weights(noise_model=...) with a newly built equal converter"))
+def test_irdrop_forward_sees_weights_programmed_with_a_noise_model_given_to_program():
+    """``program_analog_weights(noise_model=...)`` is aihwkit's way to program with
+    another noise model; here it holds a newly built converter equal to the layer's."""
+    conv = make_converter()
+    layer = _irdrop_layer(conv, AnalogMVType.ONE_PASS)
+    other = make_converter()
+    assert other == conv
+    layer.program_analog_weights(
+        noise_model=PCMLikeNoiseModel(g_converter=other, read_noise_scale=0.0)
+    )
+    _assert_forward_sees_tile_weights(layer, per_channel=False)
+
+
+@pytest.mark.parametrize(
+    "load_rpu_config",
+    [
+        pytest.param(None, id="default", marks=pytest.mark.xfail(
+            strict=True, reason=BUG_RECORDS_NOT_SHARED_BY_EQUAL_CONVERTERS + (
+                "; here load_state_dict replaces the tile's rpu_config (and converter) by "
+                "the saved one, so programming after loading uses another family"))),
+        pytest.param(True, id="load_rpu_config", marks=pytest.mark.xfail(
+            strict=True, reason=BUG_RECORDS_NOT_SHARED_BY_EQUAL_CONVERTERS + (
+                "; here load_state_dict replaces the tile's rpu_config (and converter) by "
+                "the saved one, so programming after loading uses another family"))),
+        pytest.param(False, id="keep_rpu_config"),
+    ],
+)
+def test_irdrop_forward_of_model_loaded_from_state_dict_sees_its_programmed_weights(
+    load_rpu_config,
+):
+    """The standard checkpoint workflow: save a state dict, load it into a new model,
+    drift (which programs afresh, see the state-dict test above) and run inference."""
+    conv = make_converter()
+    source = _irdrop_layer(conv, AnalogMVType.ONE_PASS)
+    source.program_analog_weights()
+    buffer = io.BytesIO()
+    torch.save(source.state_dict(), buffer)
+    buffer.seek(0)
+
+    loaded = _irdrop_layer(conv, AnalogMVType.ONE_PASS, seed=11)
+    loaded.load_state_dict(torch.load(buffer, weights_only=False),
+                           load_rpu_config=load_rpu_config)
+    loaded.drift_analog_weights(100.0)
+    _assert_forward_sees_tile_weights(loaded, per_channel=False)
