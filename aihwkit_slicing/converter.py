@@ -29,10 +29,10 @@ from torch.autograd import no_grad
 from aihwkit.inference.converter.base import BaseConductanceConverter
 
 from aihwkit_slicing.memory import (
-    CopyRecords,
     attach_device_state,
     attached_device_state,
     fingerprint,
+    shared_records,
 )
 from aihwkit_slicing.quantize import LevelQuantizer, compute_dtype
 from aihwkit_slicing.scaling import compute_scaling, raise_not_finite, validate_rule
@@ -118,7 +118,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         self.per_channel = per_channel
         self.percentile = float(percentile)
         self.last_clipped_fraction = 0.0
-        self._records = CopyRecords()
+        self._records = shared_records(table.key)
         self._quantizer = LevelQuantizer(table)
 
     # ------------------------------------------------------------ table accessors
@@ -238,7 +238,8 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         return self._weighted_sum(list(block.unbind(0)), scaling.scale)
 
     def forget(self) -> None:
-        """Forget the fingerprints of produced weights (shared with deep copies).
+        """Forget the fingerprints of produced weights (shared by all converters of
+        this table).
 
         Copies of produced weights are quantized afresh afterwards; a tensor that
         :meth:`convert_back_to_weights` returned still carries its device state.
@@ -323,17 +324,22 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_quantizer", None)  # lookup caches: rebuilt from the table
+        state["_records"] = self._records.items()  # small: fingerprints and scales
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        records = state.pop("_records", [])
         self.__dict__.update(state)
         self._quantizer = LevelQuantizer(self.table)
+        self._records = shared_records(self.table.key)
+        if records:
+            self._records.update(records)
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "QuantizedSlicedConductanceConverter":
-        # Deep copies share the fingerprint records (see aihwkit_slicing.memory: the
-        # IR-drop tile keeps another copy of the converter than the one that programs).
         new = type(self).__new__(type(self))
         memo[id(self)] = new
-        memo[id(self._records)] = self._records
-        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        state = self.__dict__.copy()
+        state.pop("_quantizer", None)
+        state.pop("_records", None)  # shared anyway (see aihwkit_slicing.memory)
+        new.__setstate__(copy.deepcopy(state, memo))
         return new

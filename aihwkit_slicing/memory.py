@@ -23,13 +23,18 @@ re-scale the grid. Two mechanisms tell them from trained weights:
   zero-padded copy. Such a tensor is decomposed into its nearest level plus the
   residual on the devices, with the original scale.
 
-The records are shared by a converter and its deep copies: aihwkit 1.1.0's IR-drop
-tile keeps the converter of the rpu_config it was *given*, while the tile programs and
-drifts with its own deep copy, so the two must see the same records.
+The records are shared by every converter of the same programming table in the
+process (:func:`shared_records`): aihwkit 1.1.0's IR-drop tile keeps the converter of
+the rpu_config it was *given*, while the tile programs and drifts with its own deep
+copy, and ``load_state_dict`` or ``program_analog_weights(noise_model=...)`` bring in
+yet other, equal converters; all of them must see the same records. A record only
+says which scale a produced tensor was made with, so sharing it is safe, and the
+fingerprint is exact.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -177,8 +182,24 @@ class CopyRecords:
 
     def scale_for(self, weights: Tensor, weights_fingerprint: Fingerprint) -> Optional[Tensor]:
         """The original scale if ``weights`` is a copy of a produced tensor, else None."""
-        record = self._records.get((weights_fingerprint, weights.dtype))
-        return None if record is None else record.scale_for(weights)
+        key = (weights_fingerprint, weights.dtype)
+        record = self._records.get(key)
+        if record is None:
+            return None
+        self._records.move_to_end(key)  # recently used
+        return record.scale_for(weights)
+
+    def items(self) -> List[Tuple[Tuple, CopyRecord]]:
+        """The records, oldest first (for pickling)."""
+        return list(self._records.items())
+
+    def update(self, items: List[Tuple[Tuple, CopyRecord]]) -> None:
+        """Add records (e.g. from a pickle), keeping the bound."""
+        for key, record in items:
+            self._records.pop(key, None)
+            self._records[key] = record
+        while len(self._records) > self.max_records:
+            self._records.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -189,3 +210,15 @@ class CopyRecords:
 
     def __repr__(self) -> str:
         return f"CopyRecords({len(self._records)} of at most {self.max_records})"
+
+
+_SHARED: "weakref.WeakValueDictionary[Any, CopyRecords]" = weakref.WeakValueDictionary()
+
+
+def shared_records(table_key: Any) -> CopyRecords:
+    """The records shared by every live converter of the table with ``table_key``."""
+    records = _SHARED.get(table_key)
+    if records is None:
+        records = CopyRecords()
+        _SHARED[table_key] = records
+    return records

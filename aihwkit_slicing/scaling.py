@@ -154,10 +154,18 @@ def raise_not_finite(weights: Tensor) -> None:
 
 
 def _percentile_abs(w: Tensor, percentile: float) -> Tensor:
-    """Per row of ``w``, the ``percentile``-th percentile of ``|w|`` (nearest rank)."""
-    m = w.shape[1]
-    k = min(m, max(1, math.ceil(percentile / 100.0 * m)))
-    return torch.kthvalue(w.abs(), k, dim=1).values
+    """Per row of ``w``, the ``percentile``-th percentile of the non-zero ``|w|``.
+
+    Nearest rank; zeros are left out, so zero padding (the IR-drop tile pads the
+    weights it converts) does not move the clip. A row of zeros gives 0.
+    """
+    a = w.abs()
+    nonzero = (a > 0).sum(dim=1)
+    rank = torch.ceil(nonzero.double() * (percentile / 100.0)).long().clamp(min=1)
+    ascending = torch.sort(a, dim=1).values  # zeros first
+    index = (w.shape[1] - nonzero + rank - 1).clamp(0, w.shape[1] - 1)
+    value = ascending.gather(1, index[:, None])[:, 0]
+    return torch.where(nonzero > 0, value, torch.zeros_like(value))
 
 
 def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tensor) -> Tensor:
@@ -201,7 +209,8 @@ class _SortedErrors:
     ``searchsorted``), so their squared error ``sum (w - l_j / s)**2`` follows from
     three prefix-sum differences. A candidate costs ``O(levels x log m)`` per row
     instead of a pass over the row; rows longer than :data:`MSE_MAX_SAMPLES` are
-    subsampled evenly.
+    subsampled evenly. Exact zeros are left out of the error (as zero padding must
+    not move the clip): their contribution, the level nearest zero, is subtracted.
     """
 
     def __init__(self, w: Tensor, quantizer: LevelQuantizer):
@@ -217,6 +226,10 @@ class _SortedErrors:
         self.levels = levels
         self.mids = (levels[1:] + levels[:-1]) / 2
         self.weight_count = w.shape[1]
+        self.zeros = (self.sorted == 0).sum(dim=1).double()
+        self.nonzero = (self.weight_count - self.zeros).clamp(min=1)
+        self.zero_level = float(quantizer.nearest_levels(
+            torch.zeros(1, dtype=torch.float64, device=w.device))[0])
 
     def __call__(self, scales: Tensor) -> Tensor:
         """``[C, K]`` candidate scales (uS per weight unit) -> ``[C, K]`` mean squared errors."""
@@ -241,5 +254,7 @@ class _SortedErrors:
             seg2 = s2[..., 1:] - s2[..., :-1]
             count = (edges[..., 1:] - edges[..., :-1]).double()
             q = self.levels[None, None, :] / s[:, :, None]
-            out[r0:r1] = (seg2 - 2 * q * seg1 + count * q.square()).sum(dim=2)
-        return out.clamp_(min=0) / self.weight_count
+            total = (seg2 - 2 * q * seg1 + count * q.square()).sum(dim=2)
+            total -= self.zeros[r0:r1, None] * (self.zero_level / s).square()
+            out[r0:r1] = total
+        return out.clamp_(min=0) / self.nonzero[:, None]

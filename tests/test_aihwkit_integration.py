@@ -574,12 +574,7 @@ def test_float64_and_float16_tiles_keep_programmed_weights_in_drift_and_irdrop_f
     # the tolerance is far below what re-quantizing would change
     assert max_rel_diff(conv.quantize(tile_weights(tile)), tile_weights(tile)) > 10 * rtol
 
-# ============================================================== known bugs (strict xfail)
-BUG_MSE_ZERO_ROW = (
-    "BUG: scale='mse' raises IndexError for an all-zero output row (per_channel=True) or "
-    "an all-zero tensor: _mse_clip divides by clamp(abs_max, tiny), the candidate scales "
-    "overflow to inf, 0 * inf = NaN reaches CellIndex, whose cell index is out of range"
-)
+# ============================================= edge cases found by these tests (now fixed)
 
 
 def _with_zero_rows(which: str, seed: int = 6) -> Tensor:
@@ -596,9 +591,7 @@ def _with_zero_rows(which: str, seed: int = 6) -> Tensor:
     "which,scale,per_channel",
     [
         pytest.param(which, scale, per_channel,
-                     id=f"{which}-{scale}-{'per_channel' if per_channel else 'per_tensor'}",
-                     marks=[pytest.mark.xfail(strict=True, reason=BUG_MSE_ZERO_ROW)]
-                     if scale == "mse" and (per_channel or which == "all_zero") else [])
+                     id=f"{which}-{scale}-{'per_channel' if per_channel else 'per_tensor'}")
         for which in ("zero_row", "all_zero")
         for scale, per_channel in SCALE_RULES + [("max", True)]
     ],
@@ -620,27 +613,19 @@ def test_programming_a_layer_with_all_zero_output_rows_keeps_the_trap_invariant(
     )
 
 
-BUG_UNPROGRAMMED_PER_CHANNEL = (
-    "BUG: before programming, the IR-drop tile converts the trained weights transposed to "
-    "[in, out] and zero-padded; per_channel=True then takes one scale per *input* row "
-    "(scale_ratio of shape [128, 1]), which cannot broadcast over the output currents "
-    "[batch, out]: RuntimeError in analog_mvm_irdrop_t._matmul_irdrop (max, percentile), "
-    "IndexError for mse (the padding rows are all-zero rows)"
-)
-BUG_UNPROGRAMMED_PERCENTILE = (
-    "BUG: before programming, the IR-drop tile converts the trained weights zero-padded to "
-    "the physical tile height; scale='percentile' counts the padding zeros, so the "
-    "percentile of |w| and hence the scale differ from programming the same weights: "
-    "the forward pass sees another quantization than converter.quantize(weights)"
+KNOWN_LIMITATION_UNPROGRAMMED_PER_CHANNEL = (
+    "known limitation (README): before programming, the IR-drop tile converts the trained "
+    "weights transposed to [in, out] and zero-padded; an unrecognized tensor's channel "
+    "dimension cannot be told, so per_channel=True takes one scale per *input* row "
+    "(scale_ratio [128, 1]), which cannot broadcast over the output currents [batch, out]. "
+    "Program the layer first, or use aihwkit's columnwise mapping with a per-tensor rule."
 )
 
 
 def _unprogrammed_case(scale: str, per_channel: bool):
     marks = []
     if per_channel:
-        marks = [pytest.mark.xfail(strict=True, reason=BUG_UNPROGRAMMED_PER_CHANNEL)]
-    elif scale == "percentile":
-        marks = [pytest.mark.xfail(strict=True, reason=BUG_UNPROGRAMMED_PERCENTILE)]
+        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_LIMITATION_UNPROGRAMMED_PER_CHANNEL)]
     return pytest.param(scale, per_channel, marks=marks,
                         id=f"{scale}-{'per_channel' if per_channel else 'per_tensor'}")
 
@@ -664,16 +649,8 @@ def test_irdrop_forward_of_unprogrammed_layer_sees_the_quantized_weights(scale, 
         assert max_rel_diff(weights_from(conductances, params), expected) <= INVARIANCE_RTOL
 
 
-BUG_RECORD_KEY_COLLISION = (
-    "BUG: CopyRecords keys records by (min, max, dtype) only, so a produced tensor evicts "
-    "the record of another produced tensor with the same min and max (programming noise "
-    "off and weights clipped to [-1, 1]); the IR-drop forward of the first layer then "
-    "quantizes its programmed weights afresh as [in, out] trained weights and, with "
-    "per_channel=True, fails (scale_ratio [128, 1] does not broadcast over [batch, out])"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_RECORD_KEY_COLLISION)
 def test_irdrop_forward_recognizes_layers_whose_programmed_weights_share_min_and_max():
     conv = make_converter("max", True)
     noise = PCMLikeNoiseModel(g_converter=conv, prog_noise_scale=0.0, drift_scale=0.0,
@@ -691,16 +668,8 @@ def test_irdrop_forward_recognizes_layers_whose_programmed_weights_share_min_and
         _assert_forward_sees_tile_weights(layer, per_channel=True)
 
 
-BUG_RECORDS_NOT_LRU = (
-    "BUG: CopyRecords is documented as least-recently-used, but scale_for() does not "
-    "refresh a record it matched: records are evicted in insertion order, so after "
-    "MAX_RECORDS other conversions by the same converter family (e.g. a sweep over other "
-    "models built from the same rpu_config) a layer whose IR-drop forward kept using its "
-    "record is no longer recognized and its programmed weights are quantized again"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_RECORDS_NOT_LRU)
 def test_irdrop_forward_keeps_recognizing_a_layer_in_use_during_a_long_sweep():
     conv = make_converter()
     layer = _irdrop_layer(conv, AnalogMVType.ONE_PASS)
@@ -715,17 +684,8 @@ def test_irdrop_forward_keeps_recognizing_a_layer_in_use_during_a_long_sweep():
     _assert_forward_sees_tile_weights(layer, per_channel=False)
 
 
-BUG_RECORDS_NOT_SHARED_BY_EQUAL_CONVERTERS = (
-    "BUG: fingerprint records are shared only among deep copies of one converter, but "
-    "aihwkit's IR-drop tile keeps the converter it was created with "
-    "(tile.tile._g_converter): when the tile is programmed by an equal converter of "
-    "another family, the IR-drop forward does not recognize the programmed weights and "
-    "quantizes them again (the trap)"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=BUG_RECORDS_NOT_SHARED_BY_EQUAL_CONVERTERS + (
-    "; here program_analog_weights(noise_model=...) with a newly built equal converter"))
 def test_irdrop_forward_sees_weights_programmed_with_a_noise_model_given_to_program():
     """``program_analog_weights(noise_model=...)`` is aihwkit's way to program with
     another noise model; here it holds a newly built converter equal to the layer's."""
@@ -742,14 +702,8 @@ def test_irdrop_forward_sees_weights_programmed_with_a_noise_model_given_to_prog
 @pytest.mark.parametrize(
     "load_rpu_config",
     [
-        pytest.param(None, id="default", marks=pytest.mark.xfail(
-            strict=True, reason=BUG_RECORDS_NOT_SHARED_BY_EQUAL_CONVERTERS + (
-                "; here load_state_dict replaces the tile's rpu_config (and converter) by "
-                "the saved one, so programming after loading uses another family"))),
-        pytest.param(True, id="load_rpu_config", marks=pytest.mark.xfail(
-            strict=True, reason=BUG_RECORDS_NOT_SHARED_BY_EQUAL_CONVERTERS + (
-                "; here load_state_dict replaces the tile's rpu_config (and converter) by "
-                "the saved one, so programming after loading uses another family"))),
+        pytest.param(None, id="default"),
+        pytest.param(True, id="load_rpu_config"),
         pytest.param(False, id="keep_rpu_config"),
     ],
 )
