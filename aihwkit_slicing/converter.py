@@ -35,7 +35,7 @@ from aihwkit_slicing.memory import (
     shared_records,
 )
 from aihwkit_slicing.quantize import LevelQuantizer, compute_dtype
-from aihwkit_slicing.scaling import compute_scaling, raise_not_finite, validate_rule
+from aihwkit_slicing.scaling import LevelNoise, compute_scaling, raise_not_finite, validate_rule
 from aihwkit_slicing.tables import ProgrammingTable
 
 
@@ -64,6 +64,11 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             instead of one per tensor.
         percentile: for ``scale="percentile"``, the percentile of ``|w|`` that lands
             on the outermost level, in (0, 100].
+        level_noise: for ``scale="mse"``, the expected device error of every level
+            (:func:`aihwkit_slicing.encodings.level_noise`): the clip then minimizes
+            quantization plus device error instead of quantization error alone, and
+            each weight goes to the level whose expected read-back is nearest (see
+            :class:`~aihwkit_slicing.quantize.LevelQuantizer`).
         name: optional table name (reports, plots).
 
     Attributes:
@@ -87,11 +92,12 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         scale: str = "max",
         per_channel: bool = False,
         percentile: float = 99.9,
+        level_noise: Optional[LevelNoise] = None,
         name: Optional[str] = None,
     ):
         table = ProgrammingTable(f_lst, g_lst, g_min=g_min, g_max=g_max, encoding=encoding,
                                  name=name)
-        self._setup(table, scale, per_channel, percentile)
+        self._setup(table, scale, per_channel, percentile, level_noise)
 
     @classmethod
     def from_table(
@@ -100,26 +106,36 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         scale: str = "max",
         per_channel: bool = False,
         percentile: float = 99.9,
+        level_noise: Optional[LevelNoise] = None,
     ) -> "QuantizedSlicedConductanceConverter":
         """Build a converter for an existing :class:`ProgrammingTable`."""
         if not isinstance(table, ProgrammingTable):
             raise TypeError(f"table must be a ProgrammingTable, got {type(table).__name__}")
         converter = cls.__new__(cls)
-        converter._setup(table, scale, per_channel, percentile)
+        converter._setup(table, scale, per_channel, percentile, level_noise)
         return converter
 
     def _setup(self, table: ProgrammingTable, scale: str, per_channel: bool,
-               percentile: float) -> None:
+               percentile: float, level_noise: Optional[LevelNoise] = None) -> None:
         validate_rule(scale, percentile)
         if not isinstance(per_channel, bool):
             raise ValueError(f"per_channel must be True or False, got {per_channel!r}")
+        if level_noise is not None:
+            if scale != "mse":
+                raise ValueError(f"level_noise needs scale='mse', got scale={scale!r}")
+            if not isinstance(level_noise, LevelNoise):
+                raise ValueError(f"level_noise must be a LevelNoise, got {level_noise!r}")
+            if len(level_noise.mean) != table.n_levels:
+                raise ValueError(f"level_noise has {len(level_noise.mean)} levels, the table "
+                                 f"{table.n_levels}")
+        self.level_noise = level_noise
         self.table = table
         self.scale = scale
         self.per_channel = per_channel
         self.percentile = float(percentile)
         self.last_clipped_fraction = 0.0
         self._records = shared_records(table.key)
-        self._quantizer = LevelQuantizer(table)
+        self._quantizer = LevelQuantizer(table, level_noise)
 
     # ------------------------------------------------------------ table accessors
     @property
@@ -188,7 +204,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
                 block = self._quantizer.encode(weights, scale, keep_residual=True)
                 return list(block.unbind(0)), self._params(scale, 0.0)
         scaling = compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
-                                  self.percentile)
+                                  self.percentile, self.level_noise)
         self.last_clipped_fraction = scaling.clipped_fraction
         block = self._quantizer.encode(weights, scaling.scale)
         return list(block.unbind(0)), self._params(scaling.scale, scaling.clipped_fraction)
@@ -233,7 +249,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         if weights.numel() == 0:
             return weights.clone()
         scaling = compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
-                                  self.percentile)
+                                  self.percentile, self.level_noise)
         block = self._quantizer.encode(weights, scaling.scale)
         return self._weighted_sum(list(block.unbind(0)), scaling.scale)
 
@@ -295,6 +311,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             and self.scale == other.scale
             and self.per_channel == other.per_channel
             and self.percentile == other.percentile
+            and self.level_noise == other.level_noise
         )
 
     __hash__ = None  # mutable (remembers produced weights)
@@ -315,6 +332,9 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             args.append("per_channel=True")
         if self.scale == "percentile":
             args.append(f"percentile={self.percentile!r}")
+        if self.level_noise is not None:
+            args.append(f"level_noise=<{len(self.level_noise.mean)} levels: "
+                        f"{self.level_noise.description or 'noise-aware clip'}>")
         if table.name is not None:
             args.append(f"name={table.name!r}")
         return f"{type(self).__name__}({', '.join(args)})"
@@ -330,7 +350,8 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
     def __setstate__(self, state: Dict[str, Any]) -> None:
         records = state.pop("_records", [])
         self.__dict__.update(state)
-        self._quantizer = LevelQuantizer(self.table)
+        self.__dict__.setdefault("level_noise", None)
+        self._quantizer = LevelQuantizer(self.table, self.level_noise)
         self._records = shared_records(self.table.key)
         if records:
             self._records.update(records)

@@ -17,19 +17,22 @@ its programmed value).
 * :func:`level_error_report` -- per level: expected error and its spread (the numbers
   behind the per-level plots of the notebooks);
 * :func:`optimize_encodings` -- per level, the encoding (among redundant columns) with
-  the least expected squared weight error; also ``ProgrammingTable.optimize_encodings``.
+  the least expected squared weight error; also ``ProgrammingTable.optimize_encodings``;
+* :func:`level_noise` -- the expected error of every level, averaged over inference
+  times, for noise-aware clipping (``scale="mse"`` with ``level_noise``).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from aihwkit.inference.noise.base import BaseNoiseModel
 
+from aihwkit_slicing.scaling import LevelNoise
 from aihwkit_slicing.tables import ProgrammingTable
 
 
@@ -194,3 +197,43 @@ def optimize_encodings(
     if tuple(chosen) == table.selected_columns:
         return table
     return table.with_encodings(chosen)
+
+
+def level_noise(
+    table: ProgrammingTable,
+    noise_model: Any = "pcm",
+    t_inference: Union[float, Sequence[float]] = 86400.0,
+    n_samples: int = 2000,
+    seed: int = 0,
+    compensation: bool = True,
+) -> LevelNoise:
+    """Expected error of every level (microsiemens), averaged over inference times.
+
+    Feeds noise-aware MSE clipping::
+
+        noise = level_noise(table, "pcm", [86400.0, 31536000.0])
+        converter = QuantizedSlicedConductanceConverter.from_table(
+            table, scale="mse", per_channel=True, level_noise=noise)
+
+    Args:
+        t_inference: one time or several (seconds); the statistics are averaged.
+        Other arguments as for :func:`column_errors`.
+    """
+    times = [float(t_inference)] if isinstance(t_inference, (int, float)) else [
+        float(t) for t in t_inference]
+    if not times:
+        raise ValueError("t_inference must name at least one time")
+    columns = list(table.selected_columns)
+    mean = torch.zeros(len(columns), dtype=torch.float64)
+    mean_square = torch.zeros(len(columns), dtype=torch.float64)
+    for index, t in enumerate(times):
+        stats = column_errors(table, noise_model, t, columns, n_samples, seed + index,
+                              compensation)
+        mean += stats["mean_error"] / len(times)
+        mean_square += stats["mse"] / len(times)
+    name = noise_model if isinstance(noise_model, str) else type(noise_model).__name__
+    return LevelNoise(
+        mean=tuple(mean.tolist()),
+        mean_square=tuple(mean_square.tolist()),
+        description=f"{name} at t = {', '.join(f'{t:g}' for t in times)} s",
+    )

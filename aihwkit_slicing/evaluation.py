@@ -280,7 +280,8 @@ class SweepResult:
         for row in rows:
             key = (row["table"], row["n_devices"], row["noise_model"], row["compensation"])
             settings.setdefault(key, {})[row["t_inference"]] = row
-        head = f"{'table':<20s} {'dev':>3s} {'noise':<8s} {'comp':<4s}" + "".join(
+        width = max([20] + [len(key[0]) for key in settings])
+        head = f"{'table':<{width}s} {'dev':>3s} {'noise':<8s} {'comp':<4s}" + "".join(
             f" {format_time(t):>13s}" for t in times
         )
         lines = [f"{self.task}: {self.metric} (floating point "
@@ -292,8 +293,8 @@ class SweepResult:
                 row = by_time.get(t)
                 cells.append(f" {row['value_mean']:6.4f}+-{row['value_std']:.3f}" if row
                              else f" {'-':>13s}")
-            lines.append(f"{table:<20s} {n_dev:>3d} {noise:<8s} {'on' if comp else 'off':<4s}"
-                         + "".join(cells))
+            lines.append(f"{table:<{width}s} {n_dev:>3d} {noise:<8s} "
+                         f"{'on' if comp else 'off':<4s}" + "".join(cells))
         return "\n".join(lines)
 
     def write_csv(self, path: Union[str, Path]) -> Path:

@@ -21,7 +21,7 @@ its docstring). Tables where no such grid of modest size exists use ``bucketize`
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -116,19 +116,39 @@ class LevelQuantizer:
 
     Args:
         table: the programming table; its selected encodings decide the conductances.
+        level_noise: optional expected device error of every level
+            (:class:`~aihwkit_slicing.scaling.LevelNoise`). A weight then goes to the
+            level whose *expected read-back* is nearest: the boundary between levels
+            ``j`` and ``j + 1`` is where ``(x - m_j)**2 + v_j`` equals
+            ``(x - m_{j+1})**2 + v_{j+1}`` (``m`` mean read-back, ``v`` its variance),
+            kept between the two levels. Without it, boundaries are the midpoints.
 
     The small lookup tensors (boundaries, levels, conductances per level) are made
     once per dtype and device and cached.
     """
 
-    def __init__(self, table: ProgrammingTable):
+    def __init__(self, table: ProgrammingTable, level_noise: Optional[Any] = None):
         self.table = table
         self._levels = torch.as_tensor(table.levels, dtype=torch.float64)
+        self.boundaries_us = self._boundaries(level_noise)
         self._conductances = torch.as_tensor(table.level_conductances, dtype=torch.float64)
         self._total_significance = float(sum(table.f_lst))
         self._cache: Dict[Tuple[torch.dtype, torch.dtype, torch.device], Tuple[Tensor, ...]] = {}
         self._cell_index: Dict[Tuple[torch.dtype, torch.dtype, torch.device],
                                Optional[CellIndex]] = {}
+
+    def _boundaries(self, level_noise: Optional[Any]) -> Tensor:
+        """Decision boundaries between neighbouring levels (microsiemens, float64)."""
+        low, high = self._levels[:-1], self._levels[1:]
+        if level_noise is None:
+            return (low + high) / 2
+        mean = self._levels + torch.as_tensor(level_noise.mean, dtype=torch.float64)
+        var = (torch.as_tensor(level_noise.mean_square, dtype=torch.float64)
+               - torch.as_tensor(level_noise.mean, dtype=torch.float64).square()).clamp(min=0)
+        gap = mean[1:] - mean[:-1]
+        equal_cost = (mean[1:].square() - mean[:-1].square() + var[1:] - var[:-1]) / (2 * gap)
+        equal_cost = torch.where(gap > 0, equal_cost, (low + high) / 2)
+        return torch.minimum(torch.maximum(equal_cost, low), high)
 
     def lookup_tensors(
         self, out_dtype: torch.dtype, device: torch.device
@@ -142,7 +162,7 @@ class LevelQuantizer:
         if key not in self._cache:
             cdtype = key[1]
             levels = self._levels.to(cdtype)
-            mids = ((self._levels[1:] + self._levels[:-1]) / 2).to(cdtype)
+            mids = self.boundaries_us.to(cdtype)
             # bucketize sends x == boundary to the lower level. For negative midpoints
             # the level closer to zero is the upper one, so move those boundaries down
             # by one ulp: ties then round toward zero on both sides.

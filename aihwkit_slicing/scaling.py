@@ -12,6 +12,11 @@ outermost level (the *clip*):
 * ``"mse"``: the clip that minimizes the squared quantization error of the weights
   onto the levels, found by a vectorized coarse-to-fine grid search over clip ratios
   (every candidate evaluated on all weights at once, no Python loop over weights).
+  Given a :class:`LevelNoise` (the expected device error of every level, see
+  :func:`aihwkit_slicing.encodings.level_noise`), the clip minimizes quantization
+  error *plus* expected device error: device noise is fixed in microsiemens, so a
+  smaller clip (a larger scale) makes it smaller in weight units, at the price of
+  clipping more weights.
 
 Each rule works per tensor or per output channel (``per_channel=True``: one scale per
 row of the ``[out, in]`` weight aihwkit hands the converter, i.e. per index of the
@@ -23,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -45,6 +50,33 @@ MSE_BLOCK = 2**22
 #: Weights per row (or per tensor) the MSE search looks at; longer rows are
 #: subsampled evenly (the clip of 2**20 samples is as good as that of all).
 MSE_MAX_SAMPLES = 2**20
+
+
+@dataclass(frozen=True)
+class LevelNoise:
+    """Expected device error of each level of a table, for noise-aware MSE clipping.
+
+    Attributes:
+        mean: per level (ascending), the mean error of the represented weight, in
+            microsiemens (programmed or drifted cell minus its level).
+        mean_square: per level, the mean squared error, in microsiemens squared.
+        description: where the numbers come from (noise model, times).
+    """
+
+    mean: Tuple[float, ...]
+    mean_square: Tuple[float, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.mean_square):
+            raise ValueError(
+                f"level_noise needs as many mean as mean_square values, got "
+                f"{len(self.mean)} and {len(self.mean_square)}"
+            )
+        if not all(math.isfinite(v) for v in self.mean + self.mean_square) or any(
+            v < 0 for v in self.mean_square
+        ):
+            raise ValueError("level_noise values must be finite, mean_square >= 0")
 
 
 @dataclass
@@ -80,6 +112,7 @@ def compute_scaling(
     rule: str = "max",
     per_channel: bool = False,
     percentile: float = 99.9,
+    level_noise: Optional[LevelNoise] = None,
 ) -> Scaling:
     """Compute the scale that maps ``weights`` onto the quantizer's levels.
 
@@ -90,6 +123,8 @@ def compute_scaling(
         per_channel: one scale per index of the first dimension.
         percentile: percentile of ``|w|`` that lands on the outermost level (rule
             ``"percentile"`` only), in (0, 100].
+        level_noise: expected device error per level (rule ``"mse"`` only): the clip
+            then minimizes quantization plus device error.
 
     Raises:
         ValueError: if ``weights`` holds NaN or infinite values, or signs the table
@@ -132,7 +167,7 @@ def compute_scaling(
         if rule == "percentile":
             clip = _percentile_abs(w, percentile).to(cdtype)
         else:
-            clip = _mse_clip(w, quantizer, reach, abs_max)
+            clip = _mse_clip(w, quantizer, reach, abs_max, level_noise)
         scale = torch.where(clip > 0, reach / clip, inf)
         clipped = float((w.abs() > clip[:, None]).sum()) / w.numel()
     scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
@@ -168,7 +203,8 @@ def _percentile_abs(w: Tensor, percentile: float) -> Tensor:
     return torch.where(nonzero > 0, value, torch.zeros_like(value))
 
 
-def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tensor) -> Tensor:
+def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tensor,
+              level_noise: Optional[LevelNoise] = None) -> Tensor:
     """Per row of ``w``, the clip (weight units) minimizing the quantization MSE.
 
     Clip candidates are ratios of the row's ``max|w|``: a grid of up to
@@ -177,7 +213,7 @@ def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tens
     rows are evaluated at once by :class:`_SortedErrors`.
     """
     cdtype = reach.dtype
-    errors = _SortedErrors(w, quantizer)
+    errors = _SortedErrors(w, quantizer, level_noise)
     work = w.shape[0] * quantizer.table.n_levels
     coarse = max(MSE_FINE_STEPS, min(MSE_COARSE_STEPS, MSE_STAGE_WORK // work))
     lo = torch.zeros_like(abs_max, dtype=torch.float64)
@@ -211,9 +247,14 @@ class _SortedErrors:
     instead of a pass over the row; rows longer than :data:`MSE_MAX_SAMPLES` are
     subsampled evenly. Exact zeros are left out of the error (as zero padding must
     not move the clip): their contribution, the level nearest zero, is subtracted.
+
+    With a :class:`LevelNoise`, a weight ``w`` on level ``l_j`` is represented by
+    ``(l_j + e) / s`` with ``E[e] = mean_j`` and ``E[e**2] = mean_square_j``, and the
+    expected squared error adds ``-2 mean_j / s * (w - l_j / s) + mean_square_j / s**2``.
     """
 
-    def __init__(self, w: Tensor, quantizer: LevelQuantizer):
+    def __init__(self, w: Tensor, quantizer: LevelQuantizer,
+                 level_noise: Optional[LevelNoise] = None):
         rows, m = w.shape
         if m > MSE_MAX_SAMPLES:
             stride = -(-m // MSE_MAX_SAMPLES)
@@ -224,12 +265,22 @@ class _SortedErrors:
         self.s2 = torch.cat([zero, torch.cumsum(self.sorted.square(), dim=1)], dim=1)
         levels = torch.as_tensor(quantizer.table.levels, dtype=torch.float64, device=w.device)
         self.levels = levels
-        self.mids = (levels[1:] + levels[:-1]) / 2
+        self.mids = quantizer.boundaries_us.to(w.device)
         self.weight_count = w.shape[1]
         self.zeros = (self.sorted == 0).sum(dim=1).double()
         self.nonzero = (self.weight_count - self.zeros).clamp(min=1)
-        self.zero_level = float(quantizer.nearest_levels(
-            torch.zeros(1, dtype=torch.float64, device=w.device))[0])
+        zero_index = int(torch.argmin(levels.abs()))
+        self.zero_level = float(levels[zero_index])
+        n_levels = levels.numel()
+        if level_noise is not None and len(level_noise.mean) != n_levels:
+            raise ValueError(
+                f"level_noise has {len(level_noise.mean)} levels, the table {n_levels}"
+            )
+        self.mu = torch.as_tensor(level_noise.mean if level_noise else [0.0] * n_levels,
+                                  dtype=torch.float64, device=w.device)
+        self.msq = torch.as_tensor(level_noise.mean_square if level_noise else [0.0] * n_levels,
+                                   dtype=torch.float64, device=w.device)
+        self.zero_mu, self.zero_msq = float(self.mu[zero_index]), float(self.msq[zero_index])
 
     def __call__(self, scales: Tensor) -> Tensor:
         """``[C, K]`` candidate scales (uS per weight unit) -> ``[C, K]`` mean squared errors."""
@@ -254,7 +305,12 @@ class _SortedErrors:
             seg2 = s2[..., 1:] - s2[..., :-1]
             count = (edges[..., 1:] - edges[..., :-1]).double()
             q = self.levels[None, None, :] / s[:, :, None]
-            total = (seg2 - 2 * q * seg1 + count * q.square()).sum(dim=2)
-            total -= self.zeros[r0:r1, None] * (self.zero_level / s).square()
+            mu = self.mu[None, None, :] / s[:, :, None]
+            msq = self.msq[None, None, :] / s[:, :, None].square()
+            total = (seg2 - 2 * q * seg1 + count * q.square()
+                     - 2 * mu * (seg1 - count * q) + count * msq).sum(dim=2)
+            q0, mu0 = self.zero_level / s, self.zero_mu / s
+            total -= self.zeros[r0:r1, None] * (q0.square() + 2 * mu0 * q0
+                                                + self.zero_msq / s.square())
             out[r0:r1] = total
         return out.clamp_(min=0) / self.nonzero[:, None]

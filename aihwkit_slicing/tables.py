@@ -641,11 +641,69 @@ def bit_sliced(
     return ProgrammingTable(f_lst, g, g_min=g_min, g_max=g_max, encoding=encoding, name=name)
 
 
+#: Column sets of :func:`equal_significance`.
+EQUAL_COLUMNS = ("all", "fill", "spread", "fill+spread")
+
+
 def equal_significance(
-    n_pairs: int, levels_per_device: int, **kwargs: Any
+    n_pairs: int, levels_per_device: int, columns: str = "all", **kwargs: Any
 ) -> ProgrammingTable:
-    """Bit-sliced table with every pair weighted 1 (see :func:`bit_sliced`)."""
-    return bit_sliced(n_pairs, levels_per_device, significance="equal", **kwargs)
+    """Pairs of equal significance (all weighted 1): their noise averages out.
+
+    With equal significance, the level ``D`` (in units of one device step) is the sum
+    of the pairs' signed digits, and many digit combinations give the same level.
+
+    Args:
+        n_pairs, levels_per_device: as for :func:`bit_sliced`.
+        columns: which combinations become columns:
+            ``"all"``: every signed-digit combination, ``(2n - 1) ** n_pairs`` columns
+            (see :func:`bit_sliced`);
+            ``"fill"``: one column per level, pairs filled one after the other from
+            pair 0 (like aihwkit's ``NPairConductanceConverter``);
+            ``"spread"``: one column per level, the digits as equal as possible;
+            ``"fill+spread"``: both, so :meth:`ProgrammingTable.optimize_encodings`
+            can choose per level.
+            The last three have ``2 * n_pairs * (n - 1) + 1`` levels at any
+            ``levels_per_device`` and no column limit.
+        **kwargs: ``g_min``, ``g_max``, ``g_max_fraction``, ``encoding``, ``name``.
+    """
+    if columns == "all":
+        return bit_sliced(n_pairs, levels_per_device, significance="equal", **kwargs)
+    if columns not in EQUAL_COLUMNS:
+        raise ValueError(f"columns must be one of {EQUAL_COLUMNS}, got {columns!r}")
+    n_pairs = _check_count("n_pairs", n_pairs, 1)
+    n = _check_count("levels_per_device", levels_per_device, 2)
+    g_min = _validate_bound("g_min", kwargs.pop("g_min", 0.0))
+    g_max = _validate_bound("g_max", kwargs.pop("g_max", 25.0))
+    if g_min is None or g_max is None or g_min >= g_max:
+        raise ValueError(f"g_min must be below g_max, got g_min={g_min}, g_max={g_max}")
+    fraction = kwargs.pop("g_max_fraction", 1.0)
+    if not _is_real_number(fraction) or not 0 < fraction <= 1:
+        raise ValueError(f"g_max_fraction must lie in (0, 1], got {fraction!r}")
+    name = kwargs.pop("name", None) or f"{n_pairs}x{n}lvl-{columns}"
+    device = np.linspace(g_min, g_min + fraction * (g_max - g_min), n)
+    top = n_pairs * (n - 1)
+
+    def fill(total: int) -> List[int]:
+        return [min(n - 1, max(0, total - k * (n - 1))) for k in range(n_pairs)]
+
+    def spread(total: int) -> List[int]:
+        base, extra = divmod(total, n_pairs)
+        return [base + (1 if k < extra else 0) for k in range(n_pairs)]
+
+    strategies = {"fill": [fill], "spread": [spread], "fill+spread": [fill, spread]}[columns]
+    cells = []
+    for level in range(-top, top + 1):
+        for strategy in strategies:
+            digits = strategy(abs(level))
+            column = []
+            for d in digits:
+                on, off = device[d], device[0]
+                column += [on, off] if level >= 0 else [off, on]
+            if column not in cells:
+                cells.append(column)
+    g = np.array(cells).T
+    return ProgrammingTable([1.0] * n_pairs, g, g_min=g_min, g_max=g_max, name=name, **kwargs)
 
 
 def single_pair(levels_per_device: int, **kwargs: Any) -> ProgrammingTable:

@@ -1,0 +1,37 @@
+"""The benchmark scripts run (small sizes; the real runs are in benchmarks/)."""
+
+import importlib.util
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_convert_runs_and_prints_ratios(capsys):
+    assert load("bench_convert").main(["--size", "128", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "memory-copy bound" in out and "CustomPair vs ours" in out
+    assert "peak extra memory" in out
+
+
+def test_bench_fidelity_quick_writes_csv_plot_and_wpo_comparison(tmp_path, capsys):
+    assert load("bench_fidelity").main(["--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "optimizer vs aihwkit WPO" in out and "optimizer best" in out
+    assert (tmp_path / "fidelity.csv").read_text().count("\n") > 9
+    assert (tmp_path / "fidelity_digits.png").stat().st_size > 1000
+    assert '"wpo"' in (tmp_path / "optimizer_vs_wpo.json").read_text()
+
+
+def test_quickstart_example_runs(capsys):
+    import runpy
+
+    runpy.run_path(str(BENCHMARKS.parent / "examples" / "quickstart.py"), run_name="__main__")
+    out = capsys.readouterr().out
+    assert out.count("accuracy") >= 12 and "table seed" in out
