@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -31,12 +32,23 @@ from aihwkit.inference.converter.base import BaseConductanceConverter
 from aihwkit_slicing.memory import (
     attach_device_state,
     attached_device_state,
+    bit_sum,
     fingerprint,
     shared_records,
 )
 from aihwkit_slicing.quantize import LevelQuantizer, compute_dtype
-from aihwkit_slicing.scaling import LevelNoise, compute_scaling, raise_not_finite, validate_rule
+from aihwkit_slicing.scaling import (
+    LevelNoise,
+    Scaling,
+    compute_scaling,
+    raise_not_finite,
+    validate_rule,
+)
 from aihwkit_slicing.tables import ProgrammingTable
+
+
+#: Trained weight tensors whose (clip-rule) scaling a converter remembers.
+SCALING_CACHE = 8
 
 
 class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
@@ -129,6 +141,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
                 raise ValueError(f"level_noise has {len(level_noise.mean)} levels, the table "
                                  f"{table.n_levels}")
         self.level_noise = level_noise
+        self._scalings: "OrderedDict[Any, Scaling]" = OrderedDict()
         self.table = table
         self.scale = scale
         self.per_channel = per_channel
@@ -203,8 +216,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             if scale is not None:
                 block = self._quantizer.encode(weights, scale, keep_residual=True)
                 return list(block.unbind(0)), self._params(scale, 0.0)
-        scaling = compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
-                                  self.percentile, self.level_noise)
+        scaling = self._scaling(weights)
         self.last_clipped_fraction = scaling.clipped_fraction
         block = self._quantizer.encode(weights, scaling.scale)
         return list(block.unbind(0)), self._params(scaling.scale, scaling.clipped_fraction)
@@ -248,8 +260,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         self._check_type(weights)
         if weights.numel() == 0:
             return weights.clone()
-        scaling = compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
-                                  self.percentile, self.level_noise)
+        scaling = self._scaling(weights)
         block = self._quantizer.encode(weights, scaling.scale)
         return self._weighted_sum(list(block.unbind(0)), scaling.scale)
 
@@ -286,6 +297,29 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         else:
             total = total / scale
         return total.to(out_dtype)
+
+    def _scaling(self, weights: Tensor) -> Scaling:
+        """The scaling of ``weights``, remembered for the same trained weights.
+
+        aihwkit programs the same reference weights once per repeat; an MSE search is
+        the costly part, so its result is kept for up to :data:`SCALING_CACHE` tensors,
+        keyed by their exact content (fingerprint, and per-row bit sums when per channel).
+        """
+        if self.scale == "max":
+            return compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
+                                   self.percentile, self.level_noise)
+        key: Tuple[Any, ...] = (fingerprint(weights), weights.dtype, tuple(weights.shape),
+                                weights.device)
+        if self.per_channel and weights.dim() > 1:
+            key += (tuple(bit_sum(weights.reshape(weights.shape[0], -1), dim=1).tolist()),)
+        scaling = self._scalings.get(key)
+        if scaling is None:
+            scaling = compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
+                                      self.percentile, self.level_noise)
+            self._scalings[key] = scaling
+            while len(self._scalings) > SCALING_CACHE:
+                self._scalings.popitem(last=False)
+        return scaling
 
     def _params(self, scale: Tensor, clipped_fraction: float) -> Dict[str, Any]:
         return {
@@ -344,6 +378,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_quantizer", None)  # lookup caches: rebuilt from the table
+        state.pop("_scalings", None)
         state["_records"] = self._records.items()  # small: fingerprints and scales
         return state
 
@@ -352,6 +387,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         self.__dict__.update(state)
         self.__dict__.setdefault("level_noise", None)
         self._quantizer = LevelQuantizer(self.table, self.level_noise)
+        self._scalings = OrderedDict()
         self._records = shared_records(self.table.key)
         if records:
             self._records.update(records)
@@ -361,6 +397,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         memo[id(self)] = new
         state = self.__dict__.copy()
         state.pop("_quantizer", None)
+        state.pop("_scalings", None)
         state.pop("_records", None)  # shared anyway (see aihwkit_slicing.memory)
         new.__setstate__(copy.deepcopy(state, memo))
         return new

@@ -45,7 +45,7 @@ from aihwkit_slicing.tables import ProgrammingTable, bit_sliced, equal_significa
 #: numbers compare directly.
 ERROR_AMPLIFICATION = 10.0
 #: Rows sampled per weight tensor for the analytical objective.
-MAX_ROWS = 256
+MAX_ROWS = 64
 #: Largest column count of a candidate table (larger ones are skipped).
 MAX_CANDIDATE_COLUMNS = 2**16
 

@@ -39,10 +39,10 @@ SCALE_RULES = ("max", "percentile", "mse")
 
 #: Candidate clip ratios (of max|w|) of the first stage of the MSE search (fewer for
 #: tables with many levels, down to MSE_FINE_STEPS, to bound the work).
-MSE_COARSE_STEPS = 128
+MSE_COARSE_STEPS = 32
 #: Candidates per refinement stage, and the number of refinement stages.
-MSE_FINE_STEPS = 17
-MSE_REFINEMENTS = 2
+MSE_FINE_STEPS = 9
+MSE_REFINEMENTS = 3
 #: Rows x candidates x levels of work per search stage the coarse grid aims at.
 MSE_STAGE_WORK = 2**24
 #: Rows x candidates x levels evaluated at once in the MSE search.
