@@ -24,13 +24,11 @@ its programmed value).
 
 from __future__ import annotations
 
-import copy
+import numbers
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
-
-from aihwkit.inference.noise.base import BaseNoiseModel
 
 from aihwkit_slicing.scaling import LevelNoise
 from aihwkit_slicing.tables import ProgrammingTable
@@ -41,13 +39,7 @@ def _noise_model_for(table: ProgrammingTable, noise_model: Any) -> BaseNoiseMode
     from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
     from aihwkit_slicing.evaluation import build_noise_model
 
-    converter = QuantizedSlicedConductanceConverter.from_table(table)
-    if isinstance(noise_model, BaseNoiseModel):
-        model = copy.deepcopy(noise_model)
-        if hasattr(model, "g_max") and getattr(model, "g_converter", None) is not None:
-            model.g_max = getattr(model.g_converter, "g_max", model.g_max)
-        return model
-    return build_noise_model(noise_model, converter)
+    return build_noise_model(noise_model, QuantizedSlicedConductanceConverter.from_table(table))
 
 
 @torch.no_grad()
@@ -199,10 +191,28 @@ def optimize_encodings(
     return table.with_encodings(chosen)
 
 
+def per_time_noise(
+    table: ProgrammingTable,
+    noise_model: Any,
+    times: Sequence[float],
+    n_samples: int = 1000,
+    seed: int = 0,
+    compensation: bool = True,
+) -> List[LevelNoise]:
+    """Per inference time, the expected error of each (selected) level in microsiemens."""
+    noise = []
+    for index, t in enumerate(times):
+        stats = column_errors(table, noise_model, float(t), list(table.selected_columns),
+                              n_samples, seed + index, compensation)
+        noise.append(LevelNoise(tuple(stats["mean_error"].tolist()),
+                                tuple(stats["mse"].tolist()), f"t = {float(t):g} s"))
+    return noise
+
+
 def level_noise(
     table: ProgrammingTable,
     noise_model: Any = "pcm",
-    t_inference: Union[float, Sequence[float]] = 86400.0,
+    times: Union[float, Sequence[float]] = 86400.0,
     n_samples: int = 2000,
     seed: int = 0,
     compensation: bool = True,
@@ -216,24 +226,18 @@ def level_noise(
             table, scale="mse", per_channel=True, level_noise=noise)
 
     Args:
-        t_inference: one time or several (seconds); the statistics are averaged.
+        times: one inference time or several (seconds); the statistics are averaged.
         Other arguments as for :func:`column_errors`.
     """
-    times = [float(t_inference)] if isinstance(t_inference, (int, float)) else [
-        float(t) for t in t_inference]
+    times = [times] if isinstance(times, numbers.Real) else list(times)
     if not times:
-        raise ValueError("t_inference must name at least one time")
-    columns = list(table.selected_columns)
-    mean = torch.zeros(len(columns), dtype=torch.float64)
-    mean_square = torch.zeros(len(columns), dtype=torch.float64)
-    for index, t in enumerate(times):
-        stats = column_errors(table, noise_model, t, columns, n_samples, seed + index,
-                              compensation)
-        mean += stats["mean_error"] / len(times)
-        mean_square += stats["mse"] / len(times)
+        raise ValueError("times must name at least one inference time")
+    per_time = per_time_noise(table, noise_model, times, n_samples, seed, compensation)
+    mean = torch.tensor([n.mean for n in per_time], dtype=torch.float64).mean(dim=0)
+    square = torch.tensor([n.mean_square for n in per_time], dtype=torch.float64).mean(dim=0)
     name = noise_model if isinstance(noise_model, str) else type(noise_model).__name__
     return LevelNoise(
         mean=tuple(mean.tolist()),
-        mean_square=tuple(mean_square.tolist()),
-        description=f"{name} at t = {', '.join(f'{t:g}' for t in times)} s",
+        mean_square=tuple(square.tolist()),
+        description=f"{name} at t = {', '.join(f'{float(t):g}' for t in times)} s",
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import csv
 import math
+import numbers
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,13 +169,16 @@ def build_noise_model(
     spec: Union[str, NoiseModelFactory, BaseNoiseModel], converter: BaseConductanceConverter
 ) -> BaseNoiseModel:
     """A noise model driven by ``converter``: from a name in :data:`NOISE_MODELS`, a
-    factory taking the converter, or an instance (deep-copied, converter replaced)."""
+    noise model class, a factory taking the converter, or an instance (deep-copied,
+    its converter replaced and its ``g_max`` taken from the converter)."""
     if isinstance(spec, str):
         if spec not in NOISE_MODELS:
             raise ValueError(
                 f"unknown noise model {spec!r}; known noise models: {', '.join(NOISE_MODELS)}"
             )
         return NOISE_MODELS[spec](converter)
+    if isinstance(spec, type) and issubclass(spec, BaseNoiseModel):
+        return spec(g_converter=converter)
     if isinstance(spec, BaseNoiseModel):
         model = copy.deepcopy(spec)
         model.g_converter = copy.deepcopy(converter)
@@ -334,11 +338,12 @@ def format_time(seconds: float) -> str:
 
 
 def _validate_sweep_args(times: Sequence[float], repeats: int) -> List[float]:
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
         raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
     checked = []
-    for t in times:
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or t < 0:
+    for t in list(times):
+        if (isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t)
+                or t < 0):
             raise ValueError(f"times must be finite numbers of seconds >= 0, got {t!r}")
         checked.append(float(t))
     if not checked:
@@ -402,7 +407,7 @@ def run_sweep(
     records: List[Dict[str, Any]] = []
     total = len(converters) * len(noise_specs) * len(compensations) * repeats * len(times)
     bar = tqdm(total=total, disable=not progress, desc=f"sweep {task.name}", unit="eval")
-    for table_index, (table_name, converter) in enumerate(converters.items()):
+    for table_name, converter in converters.items():
         for noise_name, noise_spec in noise_specs.items():
             for comp in compensations:
                 config = make_rpu_config(converter, noise_spec, comp, peripherals, mapping,
@@ -410,7 +415,7 @@ def run_sweep(
                 _check_times(times, config.noise_model, noise_name)
                 analog = convert_to_analog(task.model, config, ensure_analog_root=True).eval()
                 for repeat in range(repeats):
-                    torch.manual_seed(_seed(seed, repeat))
+                    torch.manual_seed(_seed(seed, repeat, 0))
                     analog.program_analog_weights()
                     for t_index, t in enumerate(times):
                         torch.manual_seed(_seed(seed, repeat, t_index + 1))
@@ -441,7 +446,13 @@ def _named(specs: Union[Sequence[Any], Mapping[str, Any]], what: str) -> Dict[st
     else:
         named = {}
         for spec in (specs if isinstance(specs, (list, tuple)) else [specs]):
-            named[_display_name(spec)] = spec
+            name = _display_name(spec)
+            if name in named:
+                raise ValueError(
+                    f"two {what}s are both called {name!r}; pass a mapping of names to "
+                    f"{what}s instead"
+                )
+            named[name] = spec
     if not named:
         raise ValueError(f"name at least one {what}")
     return named
@@ -452,15 +463,6 @@ def _display_name(spec: Any) -> str:
         return spec
     name = getattr(spec, "name", None) or getattr(getattr(spec, "table", None), "name", None)
     return name or type(spec).__name__
-
-
-def summary_at(result: SweepResult, t_inference: float) -> Dict[str, float]:
-    """Mean of the main metric per table at one time (first noise model/setting)."""
-    out: Dict[str, float] = {}
-    for row in result.summary():
-        if row["t_inference"] == t_inference and row["table"] not in out:
-            out[row["table"]] = row["value_mean"]
-    return out
 
 
 def iter_times(text: str) -> Iterable[float]:

@@ -31,15 +31,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from aihwkit.inference.compensation.drift import GlobalDriftCompensation
 from aihwkit.inference.converter.base import BaseConductanceConverter
 from aihwkit.nn import AnalogLinear
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
 from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
-from aihwkit_slicing.encodings import column_errors, optimize_encodings
+from aihwkit_slicing.encodings import optimize_encodings, per_time_noise
 from aihwkit_slicing.scaling import LevelNoise, compute_scaling
-from aihwkit_slicing.tables import ProgrammingTable, bit_sliced, equal_significance
+from aihwkit_slicing.tables import (
+    ProgrammingTable,
+    _check_count,
+    bit_sliced,
+    equal_significance,
+)
 
 #: aihwkit's WPO amplifies weight errors by 10 before squaring; so do we, so that the
 #: numbers compare directly.
@@ -77,18 +81,6 @@ def _sample_rows(matrices: List[Tensor], max_rows: int, seed: int) -> List[Tenso
             w = w[torch.randperm(w.shape[0], generator=generator)[:max_rows]]
         sampled.append(w)
     return sampled
-
-
-def per_time_noise(table: ProgrammingTable, noise_model: Any, times: Sequence[float],
-                   n_samples: int = 1000, seed: int = 0) -> List[LevelNoise]:
-    """Per inference time, the expected error of each level (drift-compensated)."""
-    noise = []
-    for index, t in enumerate(times):
-        stats = column_errors(table, noise_model, t, list(table.selected_columns), n_samples,
-                              seed + index, compensation=True)
-        noise.append(LevelNoise(tuple(stats["mean_error"].tolist()),
-                                tuple(stats["mse"].tolist()), f"t = {t:g} s"))
-    return noise
 
 
 def average_noise(noise: Sequence[LevelNoise]) -> LevelNoise:
@@ -272,8 +264,8 @@ def optimize_table(
     Args:
         weights: the weights to serve: a tensor, a list of tensors or a model.
         n_pairs: device pairs per weight (``2 * n_pairs`` devices).
-        device_levels: evenly spaced conductance levels a device offers between
-            ``g_min`` and ``g_max`` (microsiemens); subsets using every k-th are tried.
+        device_levels: how many evenly spaced conductance levels a device offers
+            between ``g_min`` and ``g_max``; subsets using every k-th are tried.
         noise_model: an aihwkit noise model, or a name of
             :data:`aihwkit_slicing.evaluation.NOISE_MODELS`.
         times: inference times (seconds) the error is averaged over.
@@ -286,12 +278,15 @@ def optimize_table(
         n_samples: Monte Carlo cells per level and time.
         repeats: programmings per simulated measurement.
         seed: everything is reproducible for a seed.
+        g_min, g_max: device conductance range in microsiemens.
 
     Returns:
         An :class:`OptimizationResult`.
     """
     if not times:
         raise ValueError("times must name at least one inference time")
+    n_pairs = _check_count("n_pairs", n_pairs, 1)
+    device_levels = _check_count("device_levels", device_levels, 2)
     start = time.perf_counter()
     matrices = _sample_rows(weight_matrices(weights), MAX_ROWS, seed)
     scored: List[Tuple[float, str, ProgrammingTable, QuantizedSlicedConductanceConverter]] = []

@@ -169,7 +169,8 @@ def compute_scaling(
         else:
             clip = _mse_clip(w, quantizer, reach, abs_max, level_noise)
         scale = torch.where(clip > 0, reach / clip, inf)
-        clipped = float((w.abs() > clip[:, None]).sum()) / w.numel()
+        # of the non-zero weights, like the clip itself (zero padding must not matter)
+        clipped = float((w.abs() > clip[:, None]).sum()) / max(1, int((w != 0).sum()))
     scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
     if per_channel and weights.dim() > 0:
         scale = scale.reshape((weights.shape[0],) + (1,) * (weights.dim() - 1))

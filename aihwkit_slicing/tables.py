@@ -163,7 +163,7 @@ class ProgrammingTable:
         self._column_weights = np.asarray(self._f) @ (self._g[0::2] - self._g[1::2])
         self._group_levels()
         if explicit:
-            self._selected = self._check_columns(encoding)
+            self._selected = self._check_columns(encoding, "encoding")
             self.encoding: Union[str, List[int]] = list(self._selected)
         else:
             self._selected = self._select_by_rule(encoding)
@@ -241,11 +241,14 @@ class ProgrammingTable:
     def _select_by_rule(self, rule: str) -> Tuple[int, ...]:
         if rule == "first":
             return tuple(columns[0] for columns in self._encodings)
-        if rule == "min_total":
-            cost = self._g.sum(axis=0)
-        else:  # "min_weighted"
-            cost = np.repeat(np.asarray(self._f), 2) @ self._g
         plus, minus = self._g[0::2], self._g[1::2]
+        # cost summed pair by pair in a fixed order from (larger, smaller) conductance:
+        # a column and its mirror (plus and minus swapped) get bit-identical costs
+        pair_cost = np.maximum(plus, minus) + np.minimum(plus, minus)
+        weights = np.ones(len(self._f)) if rule == "min_total" else np.asarray(self._f)
+        cost = np.zeros(self.n_columns)
+        for k in range(len(self._f)):
+            cost = cost + weights[k] * pair_cost[k]
         # mirror-invariant tie-break: pairs from the most significant down
         contribution = np.abs(np.asarray(self._f)[:, None] * (plus - minus))[::-1]
         high, low = np.maximum(plus, minus)[::-1], np.minimum(plus, minus)[::-1]
@@ -255,22 +258,22 @@ class ProgrammingTable:
 
         return tuple(min(columns, key=key) for columns in self._encodings)
 
-    def _check_columns(self, columns: Any) -> Tuple[int, ...]:
+    def _check_columns(self, columns: Any, name: str = "columns") -> Tuple[int, ...]:
         if hasattr(columns, "tolist"):
             columns = columns.tolist()
         if isinstance(columns, (str, bytes)) or not isinstance(columns, Sequence):
-            raise ValueError(f"columns must be a sequence of column indices, got {columns!r}")
+            raise ValueError(f"{name} must be a sequence of column indices, got {columns!r}")
         if len(columns) != self.n_levels:
             raise ValueError(
-                f"columns must name one column per level ({self.n_levels}), got {len(columns)}"
+                f"{name} must name one column per level ({self.n_levels}), got {len(columns)}"
             )
         checked = []
         for level_index, (c, allowed) in enumerate(zip(columns, self._encodings)):
             if isinstance(c, bool) or not isinstance(c, numbers.Integral):
-                raise ValueError(f"columns[{level_index}] must be an integer index, got {c!r}")
+                raise ValueError(f"{name}[{level_index}] must be an integer index, got {c!r}")
             if int(c) not in allowed:
                 raise ValueError(
-                    f"columns[{level_index}] = {c} does not encode level {level_index} "
+                    f"{name}[{level_index}] = {c} does not encode level {level_index} "
                     f"({self._column_weights[allowed[0]]:g} uS); its columns are {list(allowed)}"
                 )
             checked.append(int(c))
@@ -487,10 +490,6 @@ class ProgrammingTable:
             args.append(f"name={self.name!r}")
         return f"ProgrammingTable({', '.join(args)})"
 
-    # Reading the table needs no state beyond the arrays; keep pickles small.
-    def __getstate__(self) -> Dict[str, Any]:
-        return self.__dict__.copy()
-
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._g.setflags(write=False)
@@ -501,7 +500,7 @@ def _fmt(value: float) -> str:
 
 
 # ====================================================================== builders
-def seed_table(g_max: Number = 25.0, g_min: Number = 0.0) -> ProgrammingTable:
+def seed_table(g_min: Number = 0.0, g_max: Number = 25.0) -> ProgrammingTable:
     """The 4-device example of DESIGN.md: ``f_lst = [1, 2]``, 7 levels ``-3..3``.
 
     Entries 0 and 1 of the design's table stand for ``g_min`` and ``g_max``

@@ -172,3 +172,19 @@ def test_sweep_result_summary_keeps_mean_and_spread():
     row = SweepResult(records, {"accuracy": 1.0}, "accuracy", "t", [1.0]).summary()[0]
     assert row["value_mean"] == pytest.approx(0.6)
     assert row["value_std"] == pytest.approx(0.1414213562, rel=1e-6)
+
+
+def test_noise_model_classes_and_numpy_times_are_accepted(task):
+    import numpy as np
+    from aihwkit.inference import PCMLikeNoiseModel
+
+    config = make_rpu_config(make_converter("seed"), PCMLikeNoiseModel)
+    assert isinstance(config.noise_model.g_converter, type(make_converter("seed")))
+    result = run_sweep(task, tables=["seed"], times=np.array([1.0, 3600.0]),
+                       repeats=np.int64(1), progress=False)
+    assert len(result.records) == 2
+
+
+def test_two_tables_with_the_same_name_are_refused(task):
+    with pytest.raises(ValueError, match="both called 'seed'"):
+        run_sweep(task, tables=[seed_table(), seed_table()], times=[1.0], progress=False)

@@ -177,3 +177,40 @@ def test_simulated_tnmse_is_zero_without_noise_for_a_continuous_converter():
 def test_optimizer_needs_times():
     with pytest.raises(ValueError, match="times"):
         optimize_table(gaussian(), times=[])
+
+
+def test_mirror_columns_are_chosen_also_when_costs_are_inexact_floats():
+    table = equal_significance(3, 4, g_min=1.3, g_max=23.7)
+    levels = table.levels
+    assert (levels + levels[::-1] == 0).all()
+    converter = QuantizedSlicedConductanceConverter.from_table(table)
+    weights = gaussian(8, 16)
+    assert torch.equal(converter.quantize(-weights), -converter.quantize(weights))
+
+
+def test_noise_model_instances_are_driven_with_the_tables_g_max():
+    from aihwkit.inference import PCMLikeNoiseModel
+
+    table = bit_sliced(2, 4, g_max=50.0)
+    by_name = level_noise(table, "pcm", 3600.0, n_samples=300, seed=2)
+    by_instance = level_noise(table, PCMLikeNoiseModel(), 3600.0, n_samples=300, seed=2)
+    assert by_instance.mean_square == pytest.approx(by_name.mean_square)
+
+
+def test_clipped_fraction_ignores_zero_padding():
+    weights = gaussian(16, 64)
+    padded = torch.nn.functional.pad(weights, (0, 64))
+    for rule in ("percentile", "mse"):
+        converter = QuantizedSlicedConductanceConverter.from_table(seed_table(), scale=rule,
+                                                                   percentile=95.0)
+        _, plain = converter.convert_to_conductances(weights)
+        converter.forget()
+        _, with_zeros = converter.convert_to_conductances(padded)
+        assert with_zeros["clipped_fraction"] == pytest.approx(plain["clipped_fraction"])
+
+
+@pytest.mark.parametrize("kwargs, message", [(dict(n_pairs=0), "n_pairs"),
+                                             (dict(device_levels=1), "device_levels")])
+def test_optimizer_validates_its_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        optimize_table(gaussian(), times=[1.0], **kwargs)
