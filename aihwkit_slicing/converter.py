@@ -36,7 +36,7 @@ from aihwkit_slicing.memory import (
     fingerprint,
     shared_records,
 )
-from aihwkit_slicing.quantize import LevelQuantizer, compute_dtype
+from aihwkit_slicing.quantize import ACCELERATOR_CHUNK, CPU_CHUNK, LevelQuantizer, compute_dtype
 from aihwkit_slicing.scaling import (
     LevelNoise,
     Scaling,
@@ -278,21 +278,29 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         """``sum_k f_k (gp_k - gm_k) / scale`` in the compute dtype, cast back.
 
         Each pair's difference is formed first, so swapping every pair's plus and
-        minus device negates the result exactly (``q(-w) == -q(w)``).
+        minus device negates the result exactly (``q(-w) == -q(w)``). The sum runs in
+        chunks (see :mod:`aihwkit_slicing.quantize`), so the pair differences never
+        need a weights-sized temporary.
         """
         out_dtype = conductances[0].dtype
         cdtype = compute_dtype(out_dtype)
         f_lst = self.table.f_lst
-        total = torch.sub(conductances[0].to(cdtype), conductances[1])
-        if f_lst[0] != 1.0:
-            total.mul_(f_lst[0])
-        difference = None
-        for f_k, g_plus, g_minus in zip(f_lst[1:], conductances[2::2], conductances[3::2]):
-            difference = torch.sub(g_plus.to(cdtype), g_minus, out=difference)
-            total.add_(difference, alpha=f_k)
-        del difference
-        scale = torch.as_tensor(scale, device=total.device).to(cdtype)
-        if scale.dim() == 0 or torch.broadcast_shapes(scale.shape, total.shape) == total.shape:
+        scale = torch.as_tensor(scale, device=conductances[0].device).to(cdtype)
+        shape = conductances[0].shape
+        total = torch.empty(shape, dtype=cdtype, device=conductances[0].device)
+        flat_total = total.view(-1)
+        flat = [g.reshape(-1) for g in conductances]
+        chunk = CPU_CHUNK if total.device.type == "cpu" else ACCELERATOR_CHUNK
+        for start in range(0, flat_total.numel(), chunk):
+            part = flat_total[start:start + chunk]
+            torch.sub(flat[0][start:start + chunk], flat[1][start:start + chunk], out=part)
+            if f_lst[0] != 1.0:
+                part.mul_(f_lst[0])
+            for k in range(1, len(f_lst)):
+                difference = torch.sub(flat[2 * k][start:start + chunk],
+                                       flat[2 * k + 1][start:start + chunk])
+                part.add_(difference, alpha=f_lst[k])
+        if scale.dim() == 0 or torch.broadcast_shapes(scale.shape, shape) == shape:
             total.div_(scale)
         else:
             total = total / scale
