@@ -30,6 +30,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from aihwkit.inference.noise.base import BaseNoiseModel
+
 from aihwkit_slicing.scaling import LevelNoise
 from aihwkit_slicing.tables import ProgrammingTable
 

@@ -31,7 +31,6 @@ import torch
 from aihwkit.inference.converter.conductance import NPairConductanceConverter
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, equal_significance, seed_table
-from aihwkit_slicing.encodings import level_noise
 from aihwkit_slicing.evaluation import SweepResult, digits_task, minilm_task, run_sweep
 from aihwkit_slicing.models.minilm import minilm_available
 from aihwkit_slicing.optimizer import optimize_table, simulated_tnmse, weight_matrices

@@ -64,29 +64,7 @@ TABLES = {"seed": seed_table, "bit_sliced_2x4": lambda: bit_sliced(2, 4)}
 MV_TYPES = [AnalogMVType.ONE_PASS, AnalogMVType.SPLIT_MODE, AnalogMVType.BIT_WISE]
 MV_IDS = ["one_pass", "split_mode", "bit_wise"]
 
-COMPILED_TILE_SKIP = (
-    "aihwkit 1.1.0's compiled tile fails with this torch build: "
-    "RuntimeError: weights must be a CPU tensor"
-)
-_compiled_tile_status: dict[str, bool | None] = {"works": None}
-
-
-def require_compiled_tile() -> None:
-    """Skip the calling test if aihwkit's compiled ``InferenceTile`` cannot be created.
-
-    Probes once (a 4x2 ``AnalogLinear`` with ``InferenceRPUConfig``) and remembers the
-    answer; any other error than the known torch incompatibility propagates.
-    """
-    if _compiled_tile_status["works"] is None:
-        try:
-            AnalogLinear(4, 2, bias=False, rpu_config=InferenceRPUConfig())
-            _compiled_tile_status["works"] = True
-        except RuntimeError as error:
-            if "weights must be a CPU tensor" not in str(error):
-                raise
-            _compiled_tile_status["works"] = False
-    if not _compiled_tile_status["works"]:
-        pytest.skip(COMPILED_TILE_SKIP)
+from compiled_tile import COMPILED_TILE_SKIP, require_compiled_tile  # noqa: E402,F401
 
 
 def make_converter(scale: str = "max", per_channel: bool = False,

@@ -52,26 +52,7 @@ pytestmark = pytest.mark.filterwarnings(
 PHYS_INPUT_SIZE = 128
 INVARIANCE_RTOL = 1e-6
 
-COMPILED_TILE_SKIP = (
-    "aihwkit 1.1.0's compiled tile fails with this torch build: "
-    "RuntimeError: weights must be a CPU tensor"
-)
-_compiled_tile_status: dict[str, bool | None] = {"works": None}
-
-
-def require_compiled_tile() -> None:
-    """Skip the calling test if aihwkit's compiled ``InferenceTile`` cannot be created
-    (probed once with a 4x2 ``AnalogLinear``; other errors propagate)."""
-    if _compiled_tile_status["works"] is None:
-        try:
-            AnalogLinear(4, 2, bias=False, rpu_config=InferenceRPUConfig())
-            _compiled_tile_status["works"] = True
-        except RuntimeError as error:
-            if "weights must be a CPU tensor" not in str(error):
-                raise
-            _compiled_tile_status["works"] = False
-    if not _compiled_tile_status["works"]:
-        pytest.skip(COMPILED_TILE_SKIP)
+from compiled_tile import COMPILED_TILE_SKIP, require_compiled_tile  # noqa: E402,F401
 
 
 def make_converter(**table_kwargs) -> QuantizedSlicedConductanceConverter:

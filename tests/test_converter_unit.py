@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from aihwkit_slicing import (
-    ProgrammingTable,
     QuantizedSlicedConductanceConverter,
     bit_sliced,
     equal_significance,

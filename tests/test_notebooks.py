@@ -1,7 +1,6 @@
 """The notebooks execute top to bottom in their fast mode and are committed clean."""
 
 import json
-import os
 from pathlib import Path
 
 import nbformat
