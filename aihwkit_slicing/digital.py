@@ -314,6 +314,14 @@ def _check_rpu_config(rpu_config: Optional[RPUConfigBase]) -> RPUConfigBase:
     return rpu_config
 
 
+def _positive_sizes(**sizes: Any) -> Tuple[int, ...]:
+    """The given layer sizes as ints; ``ValueError`` naming one that is not >= 1."""
+    for name, value in sizes.items():
+        if not _is_integer(value) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return tuple(int(value) for value in sizes.values())
+
+
 def _check_bias(bias: Any) -> bool:
     if not isinstance(bias, bool):
         raise TypeError(f"bias must be True or False, got {bias!r}")
@@ -336,10 +344,13 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         self,
         slicing: WeightSlicing,
         make_slice: Callable[[RPUConfigBase], Module],
-        rpu_config: RPUConfigBase,
+        rpu_config: Optional[RPUConfigBase],
         out_size: int,
-        bias: bool,
+        bias: Any,
     ) -> None:
+        """Check ``rpu_config`` and ``bias``, then make the slices and the bias."""
+        bias = _check_bias(bias)
+        rpu_config = _check_rpu_config(rpu_config)
         self.slicing = slicing
         self.slices = ModuleList(
             [make_slice(copy.deepcopy(rpu_config)) for _ in range(slicing.n_slices)]
@@ -553,16 +564,10 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
         bits_per_slice: Optional[int] = None,
     ):
         Module.__init__(self)
-        slicing = WeightSlicing(n_slices, significance, bits_per_slice)
-        bias = _check_bias(bias)
-        rpu_config = _check_rpu_config(rpu_config)
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if not _is_integer(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features, self.out_features = _positive_sizes(
+            in_features=in_features, out_features=out_features)
         self._setup(
-            slicing,
+            WeightSlicing(n_slices, significance, bits_per_slice),
             lambda config: AnalogLinear(self.in_features, self.out_features, bias=False,
                                         rpu_config=config),
             rpu_config,
@@ -643,13 +648,8 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
     ):
         Module.__init__(self)
         slicing = WeightSlicing(n_slices, significance, bits_per_slice)
-        bias = _check_bias(bias)
-        rpu_config = _check_rpu_config(rpu_config)
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not _is_integer(value) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
+        self.in_channels, self.out_channels = _positive_sizes(
+            in_channels=in_channels, out_channels=out_channels)
         self.kernel_size = self._pair("kernel_size", kernel_size, minimum=1)
         self.stride = self._pair("stride", stride, minimum=1)
         self.padding = self._pair("padding", padding, minimum=0)
