@@ -64,7 +64,12 @@ TABLES = {"seed": seed_table, "bit_sliced_2x4": lambda: bit_sliced(2, 4)}
 MV_TYPES = [AnalogMVType.ONE_PASS, AnalogMVType.SPLIT_MODE, AnalogMVType.BIT_WISE]
 MV_IDS = ["one_pass", "split_mode", "bit_wise"]
 
-from compiled_tile import COMPILED_TILE_SKIP, require_compiled_tile  # noqa: E402,F401
+from aihwkit_helpers import (  # noqa: E402,F401
+    COMPILED_TILE_SKIP,
+    max_rel_diff,
+    require_compiled_tile,
+    weights_from,
+)
 
 
 def make_converter(scale: str = "max", per_channel: bool = False,
@@ -116,19 +121,6 @@ def tiles_of(model) -> list:
 
 def tile_weights(tile) -> Tensor:
     return tile.tile.get_weights().detach().clone()
-
-
-def weights_from(conductances: list[Tensor], params: dict) -> Tensor:
-    """``sum_k f_k (gp_k - gm_k) / scale_ratio``, in float64."""
-    total = torch.zeros_like(conductances[0], dtype=torch.float64)
-    for k, f_k in enumerate(params["f_lst"]):
-        total += f_k * (conductances[2 * k].double() - conductances[2 * k + 1].double())
-    return total / torch.as_tensor(params["scale_ratio"]).double()
-
-
-def max_rel_diff(a: Tensor, b: Tensor) -> float:
-    """max|a - b| relative to max|b|."""
-    return float((a.double() - b.double()).abs().max() / b.double().abs().max())
 
 
 def pad_like_irdrop(weights: Tensor, phys_input_size: int = PHYS_INPUT_SIZE) -> Tensor:

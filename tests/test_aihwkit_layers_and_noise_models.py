@@ -52,7 +52,12 @@ pytestmark = pytest.mark.filterwarnings(
 PHYS_INPUT_SIZE = 128
 INVARIANCE_RTOL = 1e-6
 
-from compiled_tile import COMPILED_TILE_SKIP, require_compiled_tile  # noqa: E402,F401
+from aihwkit_helpers import (  # noqa: E402,F401
+    COMPILED_TILE_SKIP,
+    max_rel_diff,
+    require_compiled_tile,
+    weights_from,
+)
 
 
 def make_converter(**table_kwargs) -> QuantizedSlicedConductanceConverter:
@@ -188,20 +193,6 @@ def skip_unless_aihwkit_supports(layer: str, kind: str) -> None:
 
 
 # ------------------------------------------------------------------------ helpers
-def weights_from(conductances: list[Tensor], params: dict) -> Tensor:
-    """``sum_k f_k (gp_k - gm_k) / scale_ratio``, in float64."""
-    total = torch.zeros_like(conductances[0], dtype=torch.float64)
-    for k, f_k in enumerate(params["f_lst"]):
-        total += f_k * (conductances[2 * k].double() - conductances[2 * k + 1].double())
-    return total / torch.as_tensor(params["scale_ratio"]).double()
-
-
-def max_rel_diff(a: Tensor, b: Tensor) -> float:
-    """max|a - b| relative to max|b|."""
-    a, b = a.detach().double(), b.detach().double()
-    return float((a - b).abs().max() / b.abs().max())
-
-
 def pad_like_irdrop(weights: Tensor) -> Tensor:
     transposed = weights.T
     pad1 = (PHYS_INPUT_SIZE - transposed.shape[0]) // 2

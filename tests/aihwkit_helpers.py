@@ -1,4 +1,5 @@
-"""The probe for aihwkit's compiled tile, shared by the integration tests.
+"""Helpers shared by the aihwkit integration tests: the compiled-tile probe and the
+reconstruction of weights from captured conductances.
 
 With the torch build aihwkit 1.1.0 installs here, creating its compiled
 ``InferenceTile`` (``InferenceRPUConfig``) fails with ``RuntimeError: weights must be a
@@ -7,8 +8,10 @@ that reason, and run where it works.
 """
 
 import pytest
+import torch
 from aihwkit.nn import AnalogLinear
 from aihwkit.simulator.configs import InferenceRPUConfig
+from torch import Tensor
 
 COMPILED_TILE_SKIP = (
     "aihwkit 1.1.0's compiled tile fails with this torch build: "
@@ -33,3 +36,17 @@ def require_compiled_tile() -> None:
             _status["works"] = False
     if not _status["works"]:
         pytest.skip(COMPILED_TILE_SKIP)
+
+
+def weights_from(conductances: list, params: dict) -> Tensor:
+    """``sum_k f_k (gp_k - gm_k) / scale_ratio``, in float64."""
+    total = torch.zeros_like(conductances[0], dtype=torch.float64)
+    for k, f_k in enumerate(params["f_lst"]):
+        total += f_k * (conductances[2 * k].double() - conductances[2 * k + 1].double())
+    return total / torch.as_tensor(params["scale_ratio"]).double()
+
+
+def max_rel_diff(a: Tensor, b: Tensor) -> float:
+    """max|a - b| relative to max|b|."""
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).abs().max() / b.abs().max())
