@@ -20,7 +20,7 @@ $(FULL): $(BASE)
 	touch $(FULL)
 
 test: $(FULL)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 demo: $(BASE)
 	$(VENV)/bin/aihwkit-slicing sweep

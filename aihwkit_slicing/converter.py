@@ -12,15 +12,16 @@ Data flow of ``convert_to_conductances`` for trained weights::
 
 and ``convert_back_to_weights`` computes ``sum_k f_k (gp_k - gm_k) / scale_ratio``.
 
-Weights the converter produced itself (programmed or drifted weights, and copies of
-them) are recognized and *not* quantized again; see :mod:`aihwkit_slicing.memory`.
+aihwkit hands the converter weights it produced itself (drift of the programmed
+weights, the IR-drop tile's forward pass); those are answered with the devices they
+came from, never quantized again. How the converter tells them from new targets is
+described in :mod:`aihwkit_slicing.call_sites` and :mod:`aihwkit_slicing.device_state`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections import OrderedDict
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -29,26 +30,21 @@ from torch.autograd import no_grad
 
 from aihwkit.inference.converter.base import BaseConductanceConverter
 
-from aihwkit_slicing.memory import (
-    attach_device_state,
-    attached_device_state,
-    bit_sum,
-    fingerprint,
-    shared_records,
+from aihwkit_slicing import device_state
+from aihwkit_slicing.call_sites import (
+    DRIFT,
+    IRDROP_FORWARD,
+    PROGRAMMING,
+    XDEP_READ_NOISE,
+    call_site,
+    converts_in_forward,
 )
-from aihwkit_slicing.quantize import ACCELERATOR_CHUNK, CPU_CHUNK, LevelQuantizer, compute_dtype
-from aihwkit_slicing.scaling import (
-    LevelNoise,
-    Scaling,
-    compute_scaling,
-    raise_not_finite,
-    validate_rule,
-)
+from aihwkit_slicing.quantize import LevelNoise, LevelQuantizer, compute_dtype
+from aihwkit_slicing.scaling import Scaling, compute_scaling, validate_rule
 from aihwkit_slicing.tables import ProgrammingTable
 
-
-#: Trained weight tensors whose (clip-rule) scaling a converter remembers.
-SCALING_CACHE = 8
+#: Key of ``params`` that carries the state a re-conversion started from.
+ORIGIN = "device_state"
 
 
 class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
@@ -141,13 +137,11 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
                 raise ValueError(f"level_noise has {len(level_noise.mean)} levels, the table "
                                  f"{table.n_levels}")
         self.level_noise = level_noise
-        self._scalings: "OrderedDict[Any, Scaling]" = OrderedDict()
         self.table = table
         self.scale = scale
         self.per_channel = per_channel
         self.percentile = float(percentile)
         self.last_clipped_fraction = 0.0
-        self._records = shared_records(table.key)
         self._quantizer = LevelQuantizer(table, level_noise)
 
     # ------------------------------------------------------------ table accessors
@@ -176,14 +170,27 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         """Devices per weight (``2P``)."""
         return self.table.n_devices
 
+    @property
+    def quantizer(self) -> LevelQuantizer:
+        """The nearest-level lookup of this converter's table (and level noise)."""
+        return self._quantizer
+
     # --------------------------------------------------------------- conversion
     @no_grad()
     def convert_to_conductances(self, weights: Tensor) -> Tuple[List[Tensor], Dict]:
         """Convert weights into the ``2P`` device conductances (microsiemens).
 
-        Trained weights are scaled (see ``scale``), rounded to the nearest level
-        and programmed with that level's column. Weights this converter produced
-        (or copies of them) keep their exact values and scale instead.
+        What the weights are decides what happens (see ``docs/design.md``):
+
+        * a new target (programming, a user's tensor, a clone, loaded weights): scaled
+          (see ``scale``), rounded to the nearest level and programmed with that
+          level's column;
+        * weights this converter produced (:meth:`convert_back_to_weights`), unchanged,
+          outside programming (aihwkit's drift): the devices they came from;
+        * the IR-drop tile's forward pass (a transposed, zero-padded copy of the tile's
+          weights): the devices of the tile's current state, laid out the same way;
+          a tile with no known state (never programmed, weights set directly) is
+          quantized as a new target, one scale per output column if per channel.
 
         Args:
             weights: floating-point weights of any shape (aihwkit: ``[out, in]``).
@@ -195,31 +202,28 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
 
         Raises:
             TypeError: if ``weights`` is not a floating-point tensor.
-            ValueError: if ``weights`` holds NaN or infinite values, or signs the
-                table cannot represent.
+            ValueError: if ``weights`` holds NaN or infinite values or signs the table
+                cannot represent, or if aihwkit's x-dependent PCM read noise asks for
+                pair 0 of a sliced cell.
         """
         self._check_type(weights)
-        state = attached_device_state(weights, self.table.key)
-        if state is not None and torch.equal(
-            self._weighted_sum(state.conductances, state.params["scale_ratio"]), weights
-        ):
-            return [g.clone() for g in state.conductances], dict(state.params)
-        if weights.numel() == 0:
-            block = self._quantizer.encode(weights)
-            one = torch.ones((), dtype=compute_dtype(weights.dtype), device=weights.device)
-            return list(block.unbind(0)), self._params(one, 0.0)
-        if len(self._records):
-            content = fingerprint(weights)
-            if not all(math.isfinite(v) for v in content[:2]):
-                raise_not_finite(weights)
-            scale = self._records.scale_for(weights, content)
-            if scale is not None:
-                block = self._quantizer.encode(weights, scale, keep_residual=True)
-                return list(block.unbind(0)), self._params(scale, 0.0)
-        scaling = self._scaling(weights)
-        self.last_clipped_fraction = scaling.clipped_fraction
-        block = self._quantizer.encode(weights, scaling.scale)
-        return list(block.unbind(0)), self._params(scaling.scale, scaling.clipped_fraction)
+        site = call_site()
+        if site.kind == IRDROP_FORWARD:
+            return self._convert_tile_copy(weights)
+        if site.kind == XDEP_READ_NOISE:
+            raise ValueError(
+                "rpu_config.forward.apply_xdep_pcm_read_noise = True does not work with "
+                f"{type(self).__name__}: aihwkit rebuilds the weights from the first "
+                "device pair only and converts them again, which cannot describe the "
+                "devices of a quantized cell; set apply_xdep_pcm_read_noise = False (the "
+                "noise model's read noise still acts on every device)"
+            )
+        if site.kind != PROGRAMMING:
+            state = device_state.attached(weights, self.table.key, self._quantizer.decode)
+            if state is not None:
+                return [g.clone() for g in state.conductances], self._params(
+                    state.scale, state.clipped_fraction, origin=state)
+        return self._convert_new_target(weights)
 
     @no_grad()
     def convert_back_to_weights(self, conductances: List[Tensor], params: Dict) -> Tensor:
@@ -230,8 +234,9 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             params: the params returned by :meth:`convert_to_conductances`.
 
         Returns:
-            The weights, in the dtype and on the device of the conductances. The
-            converter remembers them (see :mod:`aihwkit_slicing.memory`).
+            The weights, in the dtype and on the device of the conductances. They carry
+            their devices (:class:`~aihwkit_slicing.device_state.DeviceState`), so that
+            converting them again gives back exactly these conductances.
 
         Raises:
             ValueError: if the number of conductances does not match the table or
@@ -244,97 +249,98 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             )
         if "scale_ratio" not in params:
             raise ValueError("params must contain 'scale_ratio' (from convert_to_conductances)")
-        weights = self._weighted_sum(conductances, params["scale_ratio"])
-        if weights.numel():
-            attach_device_state(weights, self.table.key, conductances, params)
-            self._records.add(weights, fingerprint(weights), params["scale_ratio"])
+        scale = torch.as_tensor(params["scale_ratio"])
+        weights = self._quantizer.decode(conductances, scale)
+        if weights.numel() == 0:
+            return weights
+        origin = params.get(ORIGIN)
+        site = call_site() if origin is not None else None
+        state = device_state.DeviceState(
+            self.table.key, conductances, scale, params.get("clipped_fraction", 0.0), weights,
+            t_inference=site.t_inference if site is not None else None,
+        )
+        device_state.attach(weights, state)
+        if origin is None:
+            device_state.register(state)  # a programming: the IR-drop forward looks for it
+        elif site.kind == DRIFT and site.tile is not None and converts_in_forward(site.tile):
+            origin.current = state  # the drifted devices this tile's forward pass converts
         return weights
 
     @no_grad()
     def quantize(self, weights: Tensor) -> Tensor:
         """The quantized weights: what programming without noise would store.
 
-        Unlike the aihwkit round trip, this neither uses nor changes the memory of
-        produced weights, so it always quantizes.
+        Always quantizes, whatever ``weights`` is.
         """
         self._check_type(weights)
         if weights.numel() == 0:
             return weights.clone()
         scaling = self._scaling(weights)
         block = self._quantizer.encode(weights, scaling.scale)
-        return self._weighted_sum(list(block.unbind(0)), scaling.scale)
+        return self._quantizer.decode(list(block.unbind(0)), scaling.scale)
 
     def forget(self) -> None:
-        """Forget the fingerprints of produced weights (shared by all converters of
-        this table).
+        """Does nothing (kept for compatibility; deprecated).
 
-        Copies of produced weights are quantized afresh afterwards; a tensor that
-        :meth:`convert_back_to_weights` returned still carries its device state.
+        Earlier versions remembered produced weights by content; device state now lives
+        with the tensors it describes, so there is nothing to forget.
         """
-        self._records.clear()
+        warnings.warn("forget() is deprecated and does nothing: device state now lives "
+                      "with the weights it describes", DeprecationWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ helpers
-    def _weighted_sum(self, conductances: List[Tensor], scale: Any) -> Tensor:
-        """``sum_k f_k (gp_k - gm_k) / scale`` in the compute dtype, cast back.
-
-        Each pair's difference is formed first, so swapping every pair's plus and
-        minus device negates the result exactly (``q(-w) == -q(w)``). The sum runs in
-        chunks (see :mod:`aihwkit_slicing.quantize`), so the pair differences never
-        need a weights-sized temporary.
-        """
-        out_dtype = conductances[0].dtype
-        cdtype = compute_dtype(out_dtype)
-        f_lst = self.table.f_lst
-        scale = torch.as_tensor(scale, device=conductances[0].device).to(cdtype)
-        shape = conductances[0].shape
-        total = torch.empty(shape, dtype=cdtype, device=conductances[0].device)
-        flat_total = total.view(-1)
-        flat = [g.reshape(-1) for g in conductances]
-        chunk = CPU_CHUNK if total.device.type == "cpu" else ACCELERATOR_CHUNK
-        for start in range(0, flat_total.numel(), chunk):
-            part = flat_total[start:start + chunk]
-            torch.sub(flat[0][start:start + chunk], flat[1][start:start + chunk], out=part)
-            if f_lst[0] != 1.0:
-                part.mul_(f_lst[0])
-            for k in range(1, len(f_lst)):
-                difference = torch.sub(flat[2 * k][start:start + chunk],
-                                       flat[2 * k + 1][start:start + chunk])
-                part.add_(difference, alpha=f_lst[k])
-        if scale.dim() == 0 or torch.broadcast_shapes(scale.shape, shape) == shape:
-            total.div_(scale)
+    def _convert_new_target(self, weights: Tensor,
+                            channel_dim: int = 0) -> Tuple[List[Tensor], Dict]:
+        """Quantize ``weights``; a per-channel scale varies along ``channel_dim``."""
+        if weights.numel() == 0:
+            block = self._quantizer.encode(weights)
+            one = torch.ones((), dtype=compute_dtype(weights.dtype), device=weights.device)
+            return list(block.unbind(0)), self._params(one, 0.0)
+        if channel_dim == 0:
+            scaling = self._scaling(weights)
+            scale = scaling.scale
         else:
-            total = total / scale
-        return total.to(out_dtype)
+            scaling = self._scaling(weights.transpose(0, channel_dim))
+            scale = scaling.scale.transpose(0, channel_dim) if scaling.scale.dim() else (
+                scaling.scale)
+        self.last_clipped_fraction = scaling.clipped_fraction
+        block = self._quantizer.encode(weights, scale)
+        return list(block.unbind(0)), self._params(scale, scaling.clipped_fraction)
+
+    def _convert_tile_copy(self, copy: Tensor) -> Tuple[List[Tensor], Dict]:
+        """The IR-drop forward pass: ``copy`` is a tile's weights, ``[in, out]``, padded.
+
+        Answered with the devices of the live state whose weights ``copy`` reproduces
+        exactly (the drifted state first, then the programmed one); a copy of no live
+        state is a new target, with its channels (output columns) along dimension 1.
+        """
+        decode = self._quantizer.decode
+        for programmed in device_state.live_states(self.table.key):
+            for state in (programmed.current, programmed):
+                if state is not None and device_state.match_padded_transpose(
+                        copy, state, decode):
+                    padding = self._quantizer.zero_conductances(copy.dtype, copy.device)
+                    laid_out = device_state.laid_out_like_copy(state, copy.shape[0], padding)
+                    scale = state.scale.reshape(1, -1) if state.scale.dim() else state.scale
+                    return laid_out, self._params(scale, state.clipped_fraction)
+        if copy.dim() != 2:
+            return self._convert_new_target(copy)
+        return self._convert_new_target(copy, channel_dim=1)
 
     def _scaling(self, weights: Tensor) -> Scaling:
-        """The scaling of ``weights``, remembered for the same trained weights.
+        return compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
+                               self.percentile, self.level_noise)
 
-        aihwkit programs the same reference weights once per repeat; an MSE search is
-        the costly part, so its result is kept for up to :data:`SCALING_CACHE` tensors,
-        keyed by their exact content (fingerprint, and per-row bit sums when per channel).
-        """
-        if self.scale == "max":
-            return compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
-                                   self.percentile, self.level_noise)
-        key: Tuple[Any, ...] = (fingerprint(weights), weights.dtype, tuple(weights.shape),
-                                weights.device)
-        if self.per_channel and weights.dim() > 1:
-            key += (tuple(bit_sum(weights.reshape(weights.shape[0], -1), dim=1).tolist()),)
-        scaling = self._scalings.get(key)
-        if scaling is None:
-            scaling = compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
-                                      self.percentile, self.level_noise)
-            self._scalings[key] = scaling
-            while len(self._scalings) > SCALING_CACHE:
-                self._scalings.popitem(last=False)
-        return scaling
-
-    def _params(self, scale: Tensor, clipped_fraction: float) -> Dict[str, Any]:
-        return {
+    def _params(self, scale: Tensor, clipped_fraction: float,
+                origin: Optional[device_state.DeviceState] = None) -> Dict[str, Any]:
+        params = {
             "scale_ratio": scale,
             "f_lst": self.table.f_lst,
             "clipped_fraction": clipped_fraction,
         }
+        if origin is not None:
+            params[ORIGIN] = origin
+        return params
 
     @staticmethod
     def _check_type(weights: Any) -> None:
@@ -356,7 +362,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             and self.level_noise == other.level_noise
         )
 
-    __hash__ = None  # mutable (remembers produced weights)
+    __hash__ = None  # mutable attributes (scale, per_channel, ...)
 
     def __repr__(self) -> str:
         table = self.table
@@ -385,27 +391,23 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        state.pop("_quantizer", None)  # lookup caches: rebuilt from the table
-        state.pop("_scalings", None)
-        state["_records"] = self._records.items()  # small: fingerprints and scales
+        for cache in _CACHES:  # rebuilt from the table
+            state.pop(cache, None)
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        records = state.pop("_records", [])
+        for stale in ("_records", "_scalings"):  # pickles of earlier versions
+            state.pop(stale, None)
         self.__dict__.update(state)
         self.__dict__.setdefault("level_noise", None)
         self._quantizer = LevelQuantizer(self.table, self.level_noise)
-        self._scalings = OrderedDict()
-        self._records = shared_records(self.table.key)
-        if records:
-            self._records.update(records)
 
     def __deepcopy__(self, memo: Dict[int, Any]) -> "QuantizedSlicedConductanceConverter":
         new = type(self).__new__(type(self))
         memo[id(self)] = new
-        state = self.__dict__.copy()
-        state.pop("_quantizer", None)
-        state.pop("_scalings", None)
-        state.pop("_records", None)  # shared anyway (see aihwkit_slicing.memory)
-        new.__setstate__(copy.deepcopy(state, memo))
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
         return new
+
+
+#: Attributes rebuilt on unpickling and copying instead of being copied.
+_CACHES = ("_quantizer",)

@@ -44,6 +44,7 @@ from aihwkit.inference.noise.reram import ReRamWan2022NoiseModel
 from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
+from aihwkit_slicing.metrics import weight_errors
 from aihwkit_slicing.catalog import (
     DEFAULT_SWEEP,
     TableSpec,
@@ -198,37 +199,6 @@ def _check_times(times: Sequence[float], noise_model: BaseNoiseModel, name: str)
             raise ValueError(
                 f"noise model {name!r} only knows the times {allowed} s, got {bad}"
             )
-
-
-# ============================================================= weight errors
-@torch.no_grad()
-def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
-    """How far the analog weights are from the floating-point ones.
-
-    For every analog tile, the effective weights (current tile weights times the drift
-    compensation factor ``alpha``) are compared with the weights the tile was
-    programmed from, relative to that tile's ``max|w|``.
-
-    Returns:
-        ``weight_rms_error``: root mean square of the relative error over all weights;
-        ``weight_max_error``: the largest relative error.
-    """
-    squares, count, worst = 0.0, 0, 0.0
-    for tile in analog_model.analog_tiles():
-        reference = getattr(tile, "reference_combined_weights", None)
-        if reference is None:
-            continue
-        weights = tile.tile.get_weights().to(reference.device)
-        alpha = getattr(tile, "alpha", None)
-        if alpha is not None:
-            weights = weights * alpha.to(weights)
-        scale = reference.abs().max().clamp(min=torch.finfo(reference.dtype).tiny)
-        error = ((weights - reference) / scale).double()
-        squares += float(error.square().sum())
-        count += error.numel()
-        worst = max(worst, float(error.abs().max()))
-    rms = math.sqrt(squares / count) if count else float("nan")
-    return {"weight_rms_error": rms, "weight_max_error": worst if count else float("nan")}
 
 
 # ==================================================================== sweep

@@ -101,7 +101,7 @@ def expected_tnmse(converter: QuantizedSlicedConductanceConverter, matrices: Lis
     (microsiemens, divided by the scale squared), with the per-level statistics of
     ``noise`` for that time.
     """
-    quantizer = converter._quantizer
+    quantizer = converter.quantizer
     levels = torch.as_tensor(converter.table.levels, dtype=torch.float64)
     total, count = 0.0, 0
     for w in matrices:

@@ -21,7 +21,9 @@ its docstring). Tables where no such grid of modest size exists use ``bucketize`
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -34,6 +36,46 @@ CPU_CHUNK = 2**17
 ACCELERATOR_CHUNK = 2**24
 #: Largest grid a CellIndex may use; beyond it the lookup falls back to bucketize.
 MAX_CELLS = 2**16
+
+
+@dataclass(frozen=True)
+class LevelNoise:
+    """Expected device error of each level of a table (noise-aware quantization).
+
+    Made by :func:`aihwkit_slicing.encodings.level_noise` from a noise model.
+
+    Attributes:
+        mean: per level (ascending), the mean error of the represented weight, in
+            microsiemens (programmed or drifted cell minus its level).
+        mean_square: per level, the mean squared error, in microsiemens squared.
+        description: where the numbers come from (noise model, times).
+    """
+
+    mean: Tuple[float, ...]
+    mean_square: Tuple[float, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.mean_square):
+            raise ValueError(
+                f"level_noise needs as many mean as mean_square values, got "
+                f"{len(self.mean)} and {len(self.mean_square)}"
+            )
+        if not all(math.isfinite(v) for v in self.mean + self.mean_square) or any(
+            v < 0 for v in self.mean_square
+        ):
+            raise ValueError("level_noise values must be finite, mean_square >= 0")
+
+    @classmethod
+    def average(cls, noises: Sequence["LevelNoise"], description: str = "") -> "LevelNoise":
+        """The mean of several level-noise statistics (for example over inference times)."""
+        if not noises:
+            raise ValueError("average needs at least one LevelNoise")
+        mean = torch.tensor([n.mean for n in noises], dtype=torch.float64).mean(dim=0)
+        square = torch.tensor([n.mean_square for n in noises], dtype=torch.float64).mean(dim=0)
+        description = description or "average over " + ", ".join(
+            n.description for n in noises)
+        return cls(tuple(mean.tolist()), tuple(square.tolist()), description)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -127,17 +169,16 @@ class LevelQuantizer:
     once per dtype and device and cached.
     """
 
-    def __init__(self, table: ProgrammingTable, level_noise: Optional[Any] = None):
+    def __init__(self, table: ProgrammingTable, level_noise: Optional[LevelNoise] = None):
         self.table = table
         self._levels = torch.as_tensor(table.levels, dtype=torch.float64)
         self.boundaries_us = self._boundaries(level_noise)
         self._conductances = torch.as_tensor(table.level_conductances, dtype=torch.float64)
-        self._total_significance = float(sum(table.f_lst))
         self._cache: Dict[Tuple[torch.dtype, torch.dtype, torch.device], Tuple[Tensor, ...]] = {}
         self._cell_index: Dict[Tuple[torch.dtype, torch.dtype, torch.device],
                                Optional[CellIndex]] = {}
 
-    def _boundaries(self, level_noise: Optional[Any]) -> Tensor:
+    def _boundaries(self, level_noise: Optional[LevelNoise]) -> Tensor:
         """Decision boundaries between neighbouring levels (microsiemens, float64)."""
         low, high = self._levels[:-1], self._levels[1:]
         if level_noise is None:
@@ -190,7 +231,6 @@ class LevelQuantizer:
         self,
         weights: Tensor,
         scale: Optional[Tensor] = None,
-        keep_residual: bool = False,
         chunk: Optional[int] = None,
     ) -> Tensor:
         """Conductances of the nearest level for every weight.
@@ -199,11 +239,6 @@ class LevelQuantizer:
             weights: weights of any shape; floating point.
             scale: multiplies ``weights`` into microsiemens; a 0-d tensor, a tensor
                 broadcastable to ``weights`` or ``None`` (weights already in uS).
-            keep_residual: if true, the difference between the scaled weight and its
-                level is added back onto the devices (split equally, in conductance,
-                over all pairs: plus device for a positive residual, minus device for a
-                negative one), so the conductances reproduce the weight exactly
-                instead of its level.
             chunk: elements per chunk (default: :data:`CPU_CHUNK` on the CPU,
                 :data:`ACCELERATOR_CHUNK` elsewhere).
 
@@ -217,7 +252,7 @@ class LevelQuantizer:
         if weights.numel() == 0:
             return out
         cdtype = compute_dtype(weights.dtype)
-        _, levels, conductances = self.lookup_tensors(weights.dtype, weights.device)
+        conductances = self.lookup_tensors(weights.dtype, weights.device)[2]
         scalar_scale = scale is None or scale.dim() == 0 or scale.numel() == 1
         if scalar_scale:
             source = weights.reshape(-1)
@@ -230,7 +265,6 @@ class LevelQuantizer:
         flat_out = out.view(n_devices, -1)
         if chunk is None:
             chunk = CPU_CHUNK if weights.device.type == "cpu" else ACCELERATOR_CHUNK
-        share = 1.0 / self._total_significance
         for start in range(0, source.numel(), chunk):
             x = source[start:start + chunk].to(cdtype)
             if factor is not None:
@@ -238,11 +272,49 @@ class LevelQuantizer:
             index = self.level_index(x)
             dst = flat_out[:, start:start + chunk]
             torch.gather(conductances, 1, index.expand(n_devices, -1), out=dst)
-            if keep_residual:
-                per_pair = (x - torch.index_select(levels, 0, index)).mul_(share)
-                dst[0::2] += per_pair.clamp(min=0).to(dst.dtype)
-                dst[1::2] -= per_pair.clamp(max=0).to(dst.dtype)
         return out
+
+    def decode(self, conductances: Sequence[Tensor], scale: Union[Tensor, float]) -> Tensor:
+        """Weights from device conductances: ``sum_k f_k (gp_k - gm_k) / scale``.
+
+        Args:
+            conductances: ``2P`` tensors in microsiemens (``gp0, gm0, gp1, ...``).
+            scale: microsiemens per weight unit, 0-d or broadcastable to the weights.
+
+        Returns:
+            The weights in the dtype and on the device of the conductances, computed
+            in the compute dtype. Each pair's difference is formed first, so swapping
+            every pair's plus and minus device negates the result exactly
+            (``q(-w) == -q(w)``). The sum runs in chunks, so the pair differences
+            never need a weights-sized temporary.
+        """
+        first = conductances[0]
+        cdtype = compute_dtype(first.dtype)
+        f_lst = self.table.f_lst
+        scale = torch.as_tensor(scale, device=first.device).to(cdtype)
+        shape = first.shape
+        total = torch.empty(shape, dtype=cdtype, device=first.device)
+        flat_total = total.view(-1)
+        flat = [g.reshape(-1) for g in conductances]
+        chunk = CPU_CHUNK if total.device.type == "cpu" else ACCELERATOR_CHUNK
+        for start in range(0, flat_total.numel(), chunk):
+            part = flat_total[start:start + chunk]
+            torch.sub(flat[0][start:start + chunk], flat[1][start:start + chunk], out=part)
+            if f_lst[0] != 1.0:
+                part.mul_(f_lst[0])
+            for k in range(1, len(f_lst)):
+                difference = torch.sub(flat[2 * k][start:start + chunk],
+                                       flat[2 * k + 1][start:start + chunk])
+                part.add_(difference, alpha=f_lst[k])
+        if scale.dim() == 0 or torch.broadcast_shapes(scale.shape, shape) == shape:
+            total.div_(scale)
+        else:
+            total = total / scale
+        return total.to(first.dtype)
+
+    def zero_conductances(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """Per device, the conductance (microsiemens) encoding a zero weight."""
+        return self.encode(torch.zeros(1, dtype=dtype, device=device))[:, 0]
 
     def nearest_levels(self, x_us: Tensor) -> Tensor:
         """The level (microsiemens, compute dtype) nearest to each of ``x_us``."""

@@ -28,14 +28,21 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from aihwkit_slicing.quantize import LevelQuantizer, compute_dtype
+from aihwkit_slicing.quantize import LevelNoise, LevelQuantizer, compute_dtype
+
+__all__ = ["SCALE_RULES", "LevelNoise", "Scaling", "compute_scaling", "raise_not_finite",
+           "validate_rule"]
 
 SCALE_RULES = ("max", "percentile", "mse")
+
+#: Relative distance beyond an outermost level below which a weight counts as on it
+#: (not clipped): covers the rounding of ``clip * (level / clip)``.
+CLIP_TOLERANCE = 1e-6
 
 #: Candidate clip ratios (of max|w|) of the first stage of the MSE search (fewer for
 #: tables with many levels, down to MSE_FINE_STEPS, to bound the work).
@@ -52,33 +59,6 @@ MSE_BLOCK = 2**22
 MSE_MAX_SAMPLES = 2**20
 
 
-@dataclass(frozen=True)
-class LevelNoise:
-    """Expected device error of each level of a table, for noise-aware MSE clipping.
-
-    Attributes:
-        mean: per level (ascending), the mean error of the represented weight, in
-            microsiemens (programmed or drifted cell minus its level).
-        mean_square: per level, the mean squared error, in microsiemens squared.
-        description: where the numbers come from (noise model, times).
-    """
-
-    mean: Tuple[float, ...]
-    mean_square: Tuple[float, ...]
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if len(self.mean) != len(self.mean_square):
-            raise ValueError(
-                f"level_noise needs as many mean as mean_square values, got "
-                f"{len(self.mean)} and {len(self.mean_square)}"
-            )
-        if not all(math.isfinite(v) for v in self.mean + self.mean_square) or any(
-            v < 0 for v in self.mean_square
-        ):
-            raise ValueError("level_noise values must be finite, mean_square >= 0")
-
-
 @dataclass
 class Scaling:
     """Result of a scaling rule.
@@ -86,8 +66,8 @@ class Scaling:
     Attributes:
         scale: microsiemens per weight unit; a 0-d tensor, or ``[C, 1, ...]`` per
             channel. In the compute dtype (float32, or float64 for float64 weights).
-        clipped_fraction: fraction of the weights whose ``|w * scale|`` lies beyond
-            the outermost level (they saturate on it).
+        clipped_fraction: fraction of the non-zero weights whose ``w * scale`` lies
+            beyond the highest or below the lowest level (they saturate there).
     """
 
     scale: Tensor
@@ -154,7 +134,6 @@ def compute_scaling(
         up = torch.where(w_max > 0, top / w_max, inf)
         down = torch.where(w_min < 0, bottom / w_min, inf)
         scale = torch.minimum(up, down)  # inf for an all-zero row
-        clipped = 0.0
     else:
         # A symmetric clip c on |w| lands on the outermost level of the side(s) in use.
         mixed = min(top, -bottom)
@@ -169,14 +148,27 @@ def compute_scaling(
         else:
             clip = _mse_clip(w, quantizer, reach, abs_max, level_noise)
         scale = torch.where(clip > 0, reach / clip, inf)
-        # of the non-zero weights, like the clip itself (zero padding must not matter)
-        clipped = float((w.abs() > clip[:, None]).sum()) / max(1, int((w != 0).sum()))
     scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
+    clipped = 0.0 if rule == "max" else _clipped_fraction(w, scale, bottom, top)
     if per_channel and weights.dim() > 0:
         scale = scale.reshape((weights.shape[0],) + (1,) * (weights.dim() - 1))
     else:
         scale = scale.reshape(())
     return Scaling(scale=scale, clipped_fraction=clipped)
+
+
+def _clipped_fraction(w: Tensor, scale: Tensor, bottom: float, top: float) -> float:
+    """Fraction of the non-zero entries of ``w`` (rows scaled by ``scale``, in uS) that
+    lie above the highest level ``top`` or below the lowest level ``bottom``.
+
+    Zeros are left out, like the clip itself: zero padding must not change it. A weight
+    within a relative :data:`CLIP_TOLERANCE` of an outermost level lands on that level
+    (the clip itself maps there, up to rounding).
+    """
+    scaled = w.to(scale.dtype) * scale[:, None]
+    high, low = top * (1 + CLIP_TOLERANCE), bottom * (1 + CLIP_TOLERANCE)
+    beyond = int(((scaled > high) | (scaled < low)).sum())
+    return beyond / max(1, int(w.count_nonzero()))
 
 
 def raise_not_finite(weights: Tensor) -> None:

@@ -1,4 +1,12 @@
-"""Shared test set-up: deterministic torch, a non-interactive matplotlib backend."""
+"""Shared test set-up: every test starts from the same state, whatever ran before.
+
+* torch's global generator is seeded (aihwkit's noise models draw from it);
+* the registry of live device states (``aihwkit_slicing.device_state``) is a fresh,
+  empty one for every test, so no test can see another's programmed tiles;
+* matplotlib draws off screen; Hugging Face stays offline.
+
+The suite runs in random order (pytest-randomly) and in parallel (pytest-xdist).
+"""
 
 import os
 
@@ -6,12 +14,15 @@ import matplotlib
 import pytest
 import torch
 
+from aihwkit_slicing import device_state
+
 matplotlib.use("Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(autouse=True)
-def _seed_torch():
+def _isolated_state(monkeypatch):
     torch.manual_seed(0)
+    monkeypatch.setattr(device_state, "_LIVE", {})
     yield

@@ -40,7 +40,7 @@ from aihwkit.simulator.parameters.enums import AnalogMVType
 from torch import Tensor
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, seed_table
-from aihwkit_slicing.memory import MAX_RECORDS, STATE_ATTRIBUTE
+from aihwkit_slicing.device_state import ATTRIBUTE as STATE_ATTRIBUTE
 
 # ----------------------------------------------------------------------------- setup
 #: Physical tile height of the IR-drop tile: layers with 16 inputs get zero-padded to it.
@@ -167,11 +167,10 @@ class ConversionSpy:
 
 
 class NaiveQuantizingConverter(QuantizedSlicedConductanceConverter):
-    """Contrast: quantizes whatever it is given (no memory of produced weights)."""
+    """Contrast: quantizes whatever it is given (no knowledge of produced weights)."""
 
     def convert_to_conductances(self, weights):
-        self.forget()
-        return super().convert_to_conductances(weights.detach().clone())
+        return self._convert_new_target(weights.detach().clone())
 
 
 def pcm_drift_by_hand(conductances: list[Tensor], nu: list[Tensor], params: dict,
@@ -583,40 +582,31 @@ def test_programming_a_layer_with_all_zero_output_rows_keeps_the_trap_invariant(
     )
 
 
-KNOWN_LIMITATION_UNPROGRAMMED_PER_CHANNEL = (
-    "known limitation (README): before programming, the IR-drop tile converts the trained "
-    "weights transposed to [in, out] and zero-padded; an unrecognized tensor's channel "
-    "dimension cannot be told, so per_channel=True takes one scale per *input* row "
-    "(scale_ratio [128, 1]), which cannot broadcast over the output currents [batch, out]. "
-    "Program the layer first, or use aihwkit's columnwise mapping with a per-tensor rule."
-)
-
-
-def _unprogrammed_case(scale: str, per_channel: bool):
-    marks = []
-    if per_channel:
-        marks = [pytest.mark.xfail(strict=True, reason=KNOWN_LIMITATION_UNPROGRAMMED_PER_CHANNEL)]
-    return pytest.param(scale, per_channel, marks=marks,
-                        id=f"{scale}-{'per_channel' if per_channel else 'per_tensor'}")
-
-
-@pytest.mark.parametrize(
-    "scale,per_channel",
-    [_unprogrammed_case(s, pc) for s, pc in SCALE_RULES + [("max", True)]],
-)
-def test_irdrop_forward_of_unprogrammed_layer_sees_the_quantized_weights(scale, per_channel):
+@pytest.mark.parametrize("batch", [2, PHYS_INPUT_SIZE])
+@pytest.mark.parametrize("scale,per_channel", SCALE_RULES + [("max", True)],
+                         ids=SCALE_IDS + ["max-per_channel"])
+def test_irdrop_forward_of_unprogrammed_layer_sees_the_quantized_weights(scale, per_channel,
+                                                                          batch):
     """Before ``program_analog_weights`` the IR-drop forward pass quantizes the trained
-    weights; it should see what noise-free programming stores, ``conv.quantize(w)``."""
+    weights; it sees what noise-free programming stores, ``conv.quantize(w)``, with a
+    per-channel scale per *output column* (finding 3: it was per input row, and at a
+    batch as large as the tile height the wrong scale broadcast silently)."""
     conv = make_converter(scale, per_channel)
     layer = _irdrop_layer(conv, AnalogMVType.ONE_PASS)
     tile = tiles_of(layer)[0]
     trained = tile_weights(tile)
+    inputs = torch.rand(batch, 16)
     with ConversionSpy(tile.tile._g_converter) as spy:
-        out = layer(torch.rand(2, 16))
-    assert out.shape == (2, 8) and torch.isfinite(out).all()
+        out = layer(inputs)
+    assert out.shape == (batch, 8) and torch.isfinite(out).all()
     expected = pad_like_irdrop(conv.quantize(trained))
+    assert spy.calls
     for _, conductances, params in spy.calls:
+        assert torch.as_tensor(params["scale_ratio"]).shape == ((1, 8) if per_channel else ())
         assert max_rel_diff(weights_from(conductances, params), expected) <= INVARIANCE_RTOL
+    # the output for one input does not depend on the batch it came in
+    single = layer(inputs[:1])
+    assert max_rel_diff(out[:1], single) <= 1e-5
 
 
 
@@ -640,20 +630,24 @@ def test_irdrop_forward_recognizes_layers_whose_programmed_weights_share_min_and
 
 
 
-def test_irdrop_forward_keeps_recognizing_a_layer_in_use_during_a_long_sweep():
+def test_idle_irdrop_layer_keeps_its_devices_through_thousands_of_other_conversions():
+    """Finding 1: with a bounded record, about 1025 conversions with an equal table
+    (another model's sweep) evicted an idle, drifted layer, whose next forward pass saw
+    re-quantized weights. Device state has no capacity now."""
     conv = make_converter()
     layer = _irdrop_layer(conv, AnalogMVType.ONE_PASS)
     layer.program_analog_weights()
-    # another noise model from the same converter: its deep copy shares the records
-    sweep = PCMLikeNoiseModel(g_converter=conv)
+    layer.drift_analog_weights(3600.0)
+    inputs = torch.rand(4, 16)
+    before = layer(inputs)
+    other = PCMLikeNoiseModel(g_converter=make_converter())
     torch.manual_seed(8)
-    for step in range(MAX_RECORDS + 64):
-        sweep.apply_programming_noise(torch.randn(4, 4))
-        if step % 128 == 0:
-            _assert_forward_sees_tile_weights(layer, per_channel=False)  # the layer is in use
+    for _ in range(1100):
+        other.apply_programming_noise(torch.randn(4, 4))
+    with pytest.warns(DeprecationWarning):
+        other.g_converter.forget()
     _assert_forward_sees_tile_weights(layer, per_channel=False)
-
-
+    assert torch.equal(layer(inputs), before)
 
 
 def test_irdrop_forward_sees_weights_programmed_with_a_noise_model_given_to_program():

@@ -204,7 +204,6 @@ def test_clipped_fraction_ignores_zero_padding():
         converter = QuantizedSlicedConductanceConverter.from_table(seed_table(), scale=rule,
                                                                    percentile=95.0)
         _, plain = converter.convert_to_conductances(weights)
-        converter.forget()
         _, with_zeros = converter.convert_to_conductances(padded)
         assert with_zeros["clipped_fraction"] == pytest.approx(plain["clipped_fraction"])
 
