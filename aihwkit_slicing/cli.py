@@ -33,7 +33,8 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from aihwkit_slicing.evaluation import DEFAULT_TIMES, MAPPINGS, NOISE_MODELS, PERIPHERALS
+    from aihwkit_slicing.noise_models import DEFAULT_TIMES, NOISE_MODELS
+    from aihwkit_slicing.rpu_configs import MAPPINGS, PERIPHERALS
     from aihwkit_slicing.scaling import SCALE_RULES
 
     parser = _Parser(prog="aihwkit-slicing", description="Quantized weight slicing for aihwkit.")
@@ -102,7 +103,10 @@ def _writable_folder(path: Path) -> Path:
 
 def run_sweep_command(args: argparse.Namespace) -> int:
     from aihwkit_slicing.catalog import DEFAULT_SWEEP, known_names
-    from aihwkit_slicing.evaluation import NOISE_MODELS, TASKS, iter_times, load_task, run_sweep
+    from aihwkit_slicing.noise_models import NOISE_MODELS
+    from aihwkit_slicing.plotting import plot_metric_vs_time
+    from aihwkit_slicing.sweep import iter_times, run_sweep
+    from aihwkit_slicing.tasks import TASKS, load_task
 
     if args.model not in TASKS:
         raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(TASKS)}")
@@ -142,7 +146,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     csv_path = result.write_csv(out / "results.csv")
     png_path = out / f"{result.metric}_vs_time.png"
-    result.plot(png_path)
+    plot_metric_vs_time(result, png_path)
     print(result.format_summary())
     print(f"\nwrote {csv_path} and {png_path} ({elapsed:.0f} s)")
     return 0

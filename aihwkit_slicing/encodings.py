@@ -32,15 +32,14 @@ from torch import Tensor
 
 from aihwkit.inference.noise.base import BaseNoiseModel
 
-from aihwkit_slicing.scaling import LevelNoise
+from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.noise_models import build_noise_model
+from aihwkit_slicing.quantize import LevelNoise
 from aihwkit_slicing.tables import ProgrammingTable
 
 
 def _noise_model_for(table: ProgrammingTable, noise_model: Any) -> BaseNoiseModel:
     """A noise model whose g_max is the table's (a name, factory or instance)."""
-    from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
-    from aihwkit_slicing.evaluation import build_noise_model
-
     return build_noise_model(noise_model, QuantizedSlicedConductanceConverter.from_table(table))
 
 
@@ -58,7 +57,7 @@ def simulate_columns(
     Args:
         table: the programming table.
         noise_model: an aihwkit noise model, or a name / factory as accepted by
-            :func:`aihwkit_slicing.evaluation.make_rpu_config`.
+            :func:`aihwkit_slicing.noise_models.build_noise_model`.
         t_inference: seconds after programming.
         columns: column indices to simulate.
         n_samples: cells per column.
@@ -235,11 +234,6 @@ def level_noise(
     if not times:
         raise ValueError("times must name at least one inference time")
     per_time = per_time_noise(table, noise_model, times, n_samples, seed, compensation)
-    mean = torch.tensor([n.mean for n in per_time], dtype=torch.float64).mean(dim=0)
-    square = torch.tensor([n.mean_square for n in per_time], dtype=torch.float64).mean(dim=0)
     name = noise_model if isinstance(noise_model, str) else type(noise_model).__name__
-    return LevelNoise(
-        mean=tuple(mean.tolist()),
-        mean_square=tuple(square.tolist()),
-        description=f"{name} at t = {', '.join(f'{float(t):g}' for t in times)} s",
-    )
+    return LevelNoise.average(
+        per_time, f"{name} at t = {', '.join(f'{float(t):g}' for t in times)} s")

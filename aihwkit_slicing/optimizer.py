@@ -37,7 +37,8 @@ from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
 from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.encodings import optimize_encodings, per_time_noise
-from aihwkit_slicing.scaling import LevelNoise, compute_scaling
+from aihwkit_slicing.quantize import LevelNoise
+from aihwkit_slicing.scaling import compute_scaling
 from aihwkit_slicing.tables import (
     ProgrammingTable,
     _check_count,
@@ -84,11 +85,8 @@ def _sample_rows(matrices: List[Tensor], max_rows: int, seed: int) -> List[Tenso
 
 
 def average_noise(noise: Sequence[LevelNoise]) -> LevelNoise:
-    """The time average of per-time level noise."""
-    mean = torch.tensor([n.mean for n in noise], dtype=torch.float64).mean(dim=0)
-    square = torch.tensor([n.mean_square for n in noise], dtype=torch.float64).mean(dim=0)
-    return LevelNoise(tuple(mean.tolist()), tuple(square.tolist()),
-                      "average over " + ", ".join(n.description for n in noise))
+    """The time average of per-time level noise (see :meth:`LevelNoise.average`)."""
+    return LevelNoise.average(noise)
 
 
 @torch.no_grad()
@@ -122,7 +120,7 @@ def expected_tnmse(converter: QuantizedSlicedConductanceConverter, matrices: Lis
 
 
 def _rpu_config(converter: BaseConductanceConverter, noise_model: Any) -> TorchInferenceRPUConfig:
-    from aihwkit_slicing.evaluation import make_rpu_config
+    from aihwkit_slicing.rpu_configs import make_rpu_config
 
     config = make_rpu_config(converter, noise_model, compensation=True, peripherals="ideal")
     config.mapping.max_input_size = 0  # one tile per matrix, whatever its size
@@ -267,7 +265,7 @@ def optimize_table(
         device_levels: how many evenly spaced conductance levels a device offers
             between ``g_min`` and ``g_max``; subsets using every k-th are tried.
         noise_model: an aihwkit noise model, or a name of
-            :data:`aihwkit_slicing.evaluation.NOISE_MODELS`.
+            :data:`aihwkit_slicing.noise_models.NOISE_MODELS`.
         times: inference times (seconds) the error is averaged over.
         significances: schemes to try: ``"equal"``, ``"base"``, ``"binary"`` or
             explicit factor lists.

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Union
 
 if TYPE_CHECKING:
-    from aihwkit_slicing.evaluation import SweepResult
+    from aihwkit_slicing.results import SweepResult
 
 
 def plot_metric_vs_time(

@@ -31,7 +31,10 @@ import torch
 from aihwkit.inference.converter.conductance import NPairConductanceConverter
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, equal_significance, seed_table
-from aihwkit_slicing.evaluation import SweepResult, digits_task, minilm_task, run_sweep
+from aihwkit_slicing.plotting import plot_metric_vs_time
+from aihwkit_slicing.results import SweepResult
+from aihwkit_slicing.sweep import run_sweep
+from aihwkit_slicing.tasks import digits_task, minilm_task
 from aihwkit_slicing.models.minilm import minilm_available
 from aihwkit_slicing.optimizer import optimize_table, simulated_tnmse, weight_matrices
 
@@ -89,7 +92,7 @@ def summarize(records: List[Dict[str, Any]], reference: Dict[str, float], metric
 def compare_with_wpo(weights: Any, quick: bool, seed: int) -> Dict[str, Any]:
     """Our optimizer and aihwkit's WPO on the same weights, noise model and times."""
     from aihwkit.inference.converter.wpo import WeightProgrammingOptimizer
-    from aihwkit_slicing.evaluation import make_rpu_config
+    from aihwkit_slicing.rpu_configs import make_rpu_config
 
     matrices = weight_matrices(weights)
     flat = torch.cat([m.reshape(-1) for m in matrices])
@@ -146,7 +149,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         records, reference = run_rows(task, rows, repeats, args.seed)
         result = summarize(records, reference, task.metric, task.name)
         print(result.format_summary(TIMES), flush=True)
-        result.plot(args.out / f"fidelity_{task.name}.png")
+        plot_metric_vs_time(result, args.out / f"fidelity_{task.name}.png")
         all_records += result.records
     SweepResult(all_records, {}, "value", "all", TIMES).write_csv(args.out / "fidelity.csv")
 

@@ -15,7 +15,7 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, seed_table
-from aihwkit_slicing.evaluation import weight_errors
+from aihwkit_slicing.metrics import weight_errors
 from aihwkit_slicing.models.digits import accuracy, load_digits_model, load_digits_split
 
 

