@@ -51,6 +51,7 @@ from aihwkit_slicing.catalog import (
     levels_per_weight,
     make_converter,
 )
+from aihwkit_slicing.compat import check_compiled_tile
 
 #: Inference times of the default sweep, in seconds: 1 s, 1 h, 1 day, 1 month, 1 year,
 #: 10 years.
@@ -154,6 +155,7 @@ def make_rpu_config(
         raise ValueError(f"peripherals must be one of {PERIPHERALS}, got {peripherals!r}")
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {MAPPINGS}, got {mapping!r}")
+    check_compiled_tile(base)
     rpu_config = copy.deepcopy(base) if base is not None else TorchInferenceRPUConfig()
     rpu_config.noise_model = build_noise_model(noise_model, converter)
     rpu_config.drift_compensation = GlobalDriftCompensation() if compensation else None
