@@ -312,3 +312,23 @@ def test_importing_the_package_with_an_unsupported_torch_warns_once():
     assert message.startswith("aihwkit 1.1.0's compiled tile (InferenceRPUConfig) does not "
                               "work with torch 2.13.0")
     assert Path(filename).name == "__init__.py"
+
+
+# ------------------------------------------------- the tests' compiled-tile gate
+def test_compiled_tile_tests_skip_with_compats_message_where_the_pair_is_unsupported(
+    installed,
+):
+    from aihwkit_helpers import require_compiled_tile
+
+    installed("1.1.0", "2.13.0")
+    with pytest.raises(pytest.skip.Exception) as skipped:
+        require_compiled_tile()
+    assert skipped.value.msg == compat.compiled_tile_problem()
+
+
+def test_compiled_tile_tests_run_where_the_pair_is_supported(installed):
+    """No skip and no probe: a compiled tile that fails here fails the test."""
+    from aihwkit_helpers import require_compiled_tile
+
+    installed("1.1.0", "2.12.1")
+    assert require_compiled_tile() is None
