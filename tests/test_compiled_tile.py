@@ -242,7 +242,11 @@ def test_drift_compensation_reads_the_drifted_weights_of_every_noise_model(noise
 
 
 # ================================================================ sliced layers
-class TinyNet(nn.Module):
+class CompiledTileNet(nn.Module):
+    """Conv + linear, not a Sequential. (Its own name: aihwkit 1.1.0's ``AnalogWrapper``
+    caches its wrapper classes by class *name*, so two ``TinyNet`` classes in one process
+    would share one wrapper, and ``convert_to_digital`` would return the wrong class.)"""
+
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 2, 3)
@@ -254,7 +258,7 @@ class TinyNet(nn.Module):
 
 def converted_tiny_net(config: InferenceRPUConfig, n_slices: int = 3, **slicing) -> nn.Module:
     torch.manual_seed(4)
-    return convert_to_analog_sliced(TinyNet(), config, n_slices, **slicing)
+    return convert_to_analog_sliced(CompiledTileNet(), config, n_slices, **slicing)
 
 
 @pytest.mark.parametrize("significance,bits", [("equal", None), ("binary", 2)])
@@ -266,7 +270,7 @@ def test_sliced_model_computes_the_reconstructed_digital_model(significance, bit
     assert len(compiled_tiles(model)) == 2 * 3
     digital = convert_to_digital_sliced(model)
     torch.manual_seed(4)
-    original = TinyNet()
+    original = CompiledTileNet()
     x = torch.rand(5, 1, 4, 4)
     torch.testing.assert_close(model(x), digital(x), rtol=1e-5, atol=1e-6)
     gap = max_rel_diff(digital(x), original(x))
