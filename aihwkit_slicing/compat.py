@@ -58,9 +58,9 @@ def compiled_tile_problem() -> str | None:
     """Why aihwkit's compiled tile does not work here, or ``None`` if it does.
 
     Reads the installed aihwkit and torch versions from the package metadata and checks
-    them against :data:`SUPPORTED_TORCH`; where the pair is supported, also imports the
-    compiled extension (``aihwkit.simulator.rpu_base``, import errors caught). Creates no
-    tile and changes nothing.
+    them against :data:`SUPPORTED_TORCH`; for a known aihwkit release, also imports the
+    compiled extension (``aihwkit.simulator.rpu_base``, import errors caught), whose
+    failure needs another fix than the torch band alone. Creates no tile.
 
     Returns:
         ``None`` where the installed aihwkit/torch pair is supported and the extension
