@@ -10,8 +10,15 @@ The pieces, one module each:
 * :mod:`aihwkit_slicing.memory` -- how the converter recognizes weights it produced;
 * :mod:`aihwkit_slicing.digital` -- the other way: every slice on its own analog tile,
   summed digitally (:class:`AnalogSlicedLinear`, :class:`AnalogSlicedConv2d`,
-  :func:`convert_to_analog_sliced`).
+  :func:`convert_to_analog_sliced`);
+* :mod:`aihwkit_slicing.compat` -- which torch releases aihwkit's compiled tile works
+  with (importing the package warns once where it does not).
 """
+
+from aihwkit_slicing.compat import warn_if_compiled_tile_broken
+
+# First, so that the fix is shown also where aihwkit cannot load with the installed torch.
+warn_if_compiled_tile_broken()
 
 from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.digital import (

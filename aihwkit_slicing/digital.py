@@ -53,6 +53,8 @@ from aihwkit.nn.modules.container import AnalogContainerBase
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
+from aihwkit_slicing.compat import check_compiled_tile
+
 #: Named significance rules (a list of factors is the third option).
 SIGNIFICANCE_MODES = ("equal", "binary")
 
@@ -311,6 +313,7 @@ def _check_rpu_config(rpu_config: Optional[RPUConfigBase]) -> RPUConfigBase:
         raise TypeError(
             f"rpu_config must be an aihwkit RPU config, got {type(rpu_config).__name__}"
         )
+    check_compiled_tile(rpu_config)
     return rpu_config
 
 

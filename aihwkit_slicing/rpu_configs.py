@@ -10,6 +10,7 @@ from aihwkit.inference.converter.base import BaseConductanceConverter
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
+from aihwkit_slicing.compat import check_compiled_tile
 from aihwkit_slicing.noise_models import NoiseModelSpec, build_noise_model
 
 PERIPHERALS = ("ideal", "realistic")
@@ -44,6 +45,7 @@ def make_rpu_config(
         raise ValueError(f"peripherals must be one of {PERIPHERALS}, got {peripherals!r}")
     if mapping not in MAPPINGS:
         raise ValueError(f"mapping must be one of {MAPPINGS}, got {mapping!r}")
+    check_compiled_tile(base)
     rpu_config = copy.deepcopy(base) if base is not None else TorchInferenceRPUConfig()
     rpu_config.noise_model = build_noise_model(noise_model, converter)
     rpu_config.drift_compensation = GlobalDriftCompensation() if compensation else None

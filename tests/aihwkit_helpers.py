@@ -1,41 +1,30 @@
-"""Helpers shared by the aihwkit integration tests: the compiled-tile probe and the
+"""Helpers shared by the aihwkit integration tests: the compiled-tile gate and the
 reconstruction of weights from captured conductances.
 
-With the torch build aihwkit 1.1.0 installs here, creating its compiled
-``InferenceTile`` (``InferenceRPUConfig``) fails with ``RuntimeError: weights must be a
-CPU tensor``. That is aihwkit's problem; the tests that need the compiled tile skip with
-that reason, and run where it works.
+aihwkit's compiled ``InferenceTile`` (``InferenceRPUConfig``) works only with the torch
+releases its wheel was built for (:mod:`aihwkit_slicing.compat`). Where the installed
+aihwkit/torch pair is one of those, the compiled-tile tests run, and a tile that fails
+there fails them; only where compat reports an unsupported pair do they skip, with
+compat's message as the reason.
 """
 
 import pytest
 import torch
-from aihwkit.nn import AnalogLinear
-from aihwkit.simulator.configs import InferenceRPUConfig
 from torch import Tensor
 
-COMPILED_TILE_SKIP = (
-    "aihwkit 1.1.0's compiled tile fails with this torch build: "
-    "RuntimeError: weights must be a CPU tensor"
-)
-_status: dict = {"works": None}
+from aihwkit_slicing.compat import compiled_tile_problem
 
 
 def require_compiled_tile() -> None:
-    """Skip the calling test if aihwkit's compiled ``InferenceTile`` cannot be created.
+    """Skip the calling test if the installed aihwkit/torch pair cannot run the
+    compiled tile (the reason says which versions work and how to install them).
 
-    Probes once (a 4x2 ``AnalogLinear`` with ``InferenceRPUConfig``) and remembers the
-    answer; any other error than the known torch incompatibility propagates.
+    Creates no tile: in a supported environment the test itself creates it, so a
+    broken compiled tile fails the test instead of skipping it.
     """
-    if _status["works"] is None:
-        try:
-            AnalogLinear(4, 2, bias=False, rpu_config=InferenceRPUConfig())
-            _status["works"] = True
-        except RuntimeError as error:
-            if "weights must be a CPU tensor" not in str(error):
-                raise
-            _status["works"] = False
-    if not _status["works"]:
-        pytest.skip(COMPILED_TILE_SKIP)
+    problem = compiled_tile_problem()
+    if problem is not None:
+        pytest.skip(problem)
 
 
 def weights_from(conductances: list, params: dict) -> Tensor:

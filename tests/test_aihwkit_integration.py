@@ -65,7 +65,6 @@ MV_TYPES = [AnalogMVType.ONE_PASS, AnalogMVType.SPLIT_MODE, AnalogMVType.BIT_WIS
 MV_IDS = ["one_pass", "split_mode", "bit_wise"]
 
 from aihwkit_helpers import (  # noqa: E402,F401
-    COMPILED_TILE_SKIP,
     max_rel_diff,
     require_compiled_tile,
     weights_from,

@@ -53,7 +53,6 @@ PHYS_INPUT_SIZE = 128
 INVARIANCE_RTOL = 1e-6
 
 from aihwkit_helpers import (  # noqa: E402,F401
-    COMPILED_TILE_SKIP,
     max_rel_diff,
     require_compiled_tile,
     weights_from,
