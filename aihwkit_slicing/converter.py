@@ -262,8 +262,10 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         device_state.attach(weights, state)
         if origin is None:
             device_state.register(state)  # a programming: the IR-drop forward looks for it
-        elif site.kind == DRIFT and site.tile is not None and converts_in_forward(site.tile):
-            origin.current = state  # the drifted devices this tile's forward pass converts
+        elif site.kind == DRIFT and site.tile is not None:
+            origin.drifted_to = site.t_inference
+            if converts_in_forward(site.tile):
+                origin.current = state  # the drifted devices its forward pass converts
         return weights
 
     @no_grad()

@@ -64,6 +64,8 @@ class DeviceState:
     Attributes:
         current: for a programmed state, the latest state drifted from it by an
             IR-drop tile, which that tile's forward pass converts; else None.
+        drifted_to: for a programmed state, the inference time (seconds) of the
+            latest drift from it by an aihwkit tile; None before any drift.
     """
 
     def __init__(self, table_key: Any, conductances: List[Tensor], scale: Tensor,
@@ -75,6 +77,7 @@ class DeviceState:
         self.clipped_fraction = float(clipped_fraction)
         self.t_inference = t_inference
         self.current: Optional[DeviceState] = None
+        self.drifted_to: Optional[float] = None
         flat = weights.detach().reshape(-1)
         count = min(PROBE_SIZE, flat.numel())
         self.probe_index = torch.linspace(0, flat.numel() - 1, count,
