@@ -11,7 +11,7 @@ fresh converter instance.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Dict, List, Union
+from typing import Callable, Dict, List, Optional, Union
 
 from aihwkit.inference.converter.base import BaseConductanceConverter
 from aihwkit.inference.converter.conductance import (
@@ -21,6 +21,7 @@ from aihwkit.inference.converter.conductance import (
 )
 
 from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.quantize import LevelNoise
 from aihwkit_slicing.tables import ProgrammingTable, builtin_tables
 
 #: Our built-in programming tables by name.
@@ -42,21 +43,33 @@ DEFAULT_SWEEP: List[str] = ["aihwkit-1pair", "seed", "1x16lvl", "2x4lvl-base", "
 TableSpec = Union[str, ProgrammingTable, BaseConductanceConverter]
 
 
+def table_of(spec: TableSpec) -> Optional[ProgrammingTable]:
+    """The programming table behind a spec (a name, a table or our converter), or None
+    for a continuous (aihwkit) converter."""
+    if isinstance(spec, str):
+        return TABLES.get(spec)
+    if isinstance(spec, ProgrammingTable):
+        return spec
+    return getattr(spec, "table", None) if isinstance(
+        spec, QuantizedSlicedConductanceConverter) else None
+
+
 def known_names() -> List[str]:
     """Every name :func:`make_converter` accepts."""
     return list(BASELINES) + list(TABLES)
 
 
 def make_converter(
-    spec: TableSpec, scale: str = "max", per_channel: bool = False, percentile: float = 99.9
+    spec: TableSpec, scale: str = "max", per_channel: bool = False, percentile: float = 99.9,
+    level_noise: Optional[LevelNoise] = None,
 ) -> BaseConductanceConverter:
     """A fresh converter for a table name, a :class:`ProgrammingTable` or a converter.
 
     Args:
         spec: a name from :func:`known_names`, a table, or any aihwkit converter
             (deep-copied).
-        scale, per_channel, percentile: scaling of our converter for tables (see
-            :class:`QuantizedSlicedConductanceConverter`); ignored for converters.
+        scale, per_channel, percentile, level_noise: scaling of our converter for tables
+            (see :class:`QuantizedSlicedConductanceConverter`); ignored for converters.
 
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
@@ -73,7 +86,8 @@ def make_converter(
             )
     if isinstance(spec, ProgrammingTable):
         return QuantizedSlicedConductanceConverter.from_table(
-            spec, scale=scale, per_channel=per_channel, percentile=percentile
+            spec, scale=scale, per_channel=per_channel, percentile=percentile,
+            level_noise=level_noise,
         )
     if isinstance(spec, BaseConductanceConverter):
         return copy.deepcopy(spec)

@@ -1,35 +1,52 @@
-"""Sweep results: tidy records, summaries, CSV.
+"""Sweep results: tidy, self-describing records; summaries; CSV written as they come.
 
-A :class:`SweepResult` holds one record per setting, time, repeat and metric value;
-:mod:`aihwkit_slicing.plotting` draws them.
+One record is one number: a setting (every field that changes the result), an
+inference time, a repeat, a metric name and its value. :data:`RECORD_FIELDS` lists
+the columns of ``results.csv``; the file is appended to one finished unit at a time
+(:class:`ResultsFile`), so an interrupted sweep keeps what it finished.
+:mod:`aihwkit_slicing.plotting` draws a :class:`SweepResult`.
 """
 
 from __future__ import annotations
 
 import csv
+import math
+import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-
-RECORD_FIELDS = [
-    "task", "table", "n_devices", "n_levels", "noise_model", "compensation", "peripherals",
-    "mapping", "t_inference", "repeat", "metric", "value", "weight_rms_error",
-    "weight_max_error",
+#: What a record's setting is made of (also the key a resumed sweep skips by).
+SETTING_FIELDS = [
+    "task", "table", "table_hash", "n_devices", "n_levels", "scale", "per_channel",
+    "percentile", "level_noise", "noise_model", "noise_params", "compensation",
+    "peripherals", "mapping", "rpu_config",
 ]
+#: The columns of ``results.csv``, in order.
+RECORD_FIELDS = SETTING_FIELDS + [
+    "t_inference", "repeat", "seed", "device", "aihwkit_slicing", "aihwkit", "torch",
+    "metric", "value",
+]
+#: Metrics every sweep records besides the task's own: weight errors of the tiles
+#: (relative to each tile's max|w|, see :func:`aihwkit_slicing.metrics.weight_errors`).
+WEIGHT_METRICS = ["weight_rms_error", "weight_max_error"]
+
+_FLOATS = {"n_devices", "n_levels", "percentile", "t_inference", "value"}
+_INTS = {"repeat", "seed"}
+_BOOLS = {"per_channel", "compensation"}
 
 
 @dataclass
 class SweepResult:
-    """Records of a sweep (one per table, noise model, compensation, time, repeat).
+    """Records of a sweep.
 
     Attributes:
-        records: tidy rows; keys :data:`RECORD_FIELDS` plus any further metrics of
-            the task (by name).
+        records: tidy rows with the keys :data:`RECORD_FIELDS`.
         reference: the task's metrics for the floating-point model.
-        metric: the main metric.
+        metric: the main metric (higher is better).
         task: the task's name.
+        times: the inference times swept, in seconds.
     """
 
     records: List[Dict[str, Any]]
@@ -38,59 +55,103 @@ class SweepResult:
     task: str
     times: List[float] = field(default_factory=list)
 
-    def summary(self) -> List[Dict[str, Any]]:
-        """Mean and standard deviation over repeats, per table, noise model,
-        compensation, peripherals, mapping and time."""
-        groups: Dict[tuple, List[Dict[str, Any]]] = {}
-        keys = ["task", "table", "n_devices", "n_levels", "noise_model", "compensation",
-                "peripherals", "mapping", "t_inference", "metric"]
-        for record in self.records:
-            groups.setdefault(tuple(record[k] for k in keys), []).append(record)
+    def of_metric(self, metric: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The records of one metric (default: the main one)."""
+        metric = metric or self.metric
+        return [r for r in self.records if r["metric"] == metric]
+
+    def summary(self, metric: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Mean and standard deviation over repeats, per setting and time.
+
+        Returns:
+            One dict per setting and time: the setting's fields, ``t_inference``,
+            ``metric``, ``value_mean``, ``value_std`` (sample standard deviation,
+            0 for one repeat) and ``repeats``.
+        """
+        groups: Dict[Tuple, List[float]] = {}
+        keys = SETTING_FIELDS + ["t_inference", "metric"]
+        for record in self.of_metric(metric):
+            groups.setdefault(tuple(record.get(k) for k in keys), []).append(record["value"])
         rows = []
-        for group_key, members in groups.items():
+        for group_key, values in groups.items():
             row = dict(zip(keys, group_key))
-            for name in ("value", "weight_rms_error"):
-                values = [m[name] for m in members]
-                row[f"{name}_mean"] = statistics.fmean(values)
-                row[f"{name}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-            row["repeats"] = len(members)
+            row["value_mean"] = statistics.fmean(values)
+            row["value_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            row["repeats"] = len(values)
             rows.append(row)
         return rows
 
     def format_summary(self, times: Optional[Sequence[float]] = None) -> str:
-        """A text table: one row per table (and setting), mean +- std at each time."""
+        """A text table: one row per setting, mean +- std over repeats at each time."""
         times = list(times or self.times)
         rows = self.summary()
-        settings: Dict[tuple, Dict[float, Dict[str, Any]]] = {}
+        quantized = [r for r in rows if r.get("scale")]
+        varying = [k for k in ("noise_model", "compensation", "mapping", "peripherals")
+                   if len({r.get(k) for r in rows}) > 1]
+        varying += [k for k in ("scale", "per_channel", "level_noise")
+                    if len({r.get(k) for r in quantized}) > 1]
+        settings: Dict[Tuple, Dict[float, Dict[str, Any]]] = {}
         for row in rows:
-            key = (row["table"], row["n_devices"], row["noise_model"], row["compensation"])
+            key = (row["table"], row["n_devices"]) + tuple(row.get(k) for k in varying)
             settings.setdefault(key, {})[row["t_inference"]] = row
-        width = max([20] + [len(key[0]) for key in settings])
-        head = f"{'table':<{width}s} {'dev':>3s} {'noise':<8s} {'comp':<4s}" + "".join(
-            f" {format_time(t):>13s}" for t in times
-        )
-        lines = [f"{self.task}: {self.metric} (floating point "
-                 f"{self.reference.get(self.metric, float('nan')):.4f}), mean +- std over "
-                 f"repeats", head, "-" * len(head)]
-        for (table, n_dev, noise, comp), by_time in settings.items():
-            cells = []
-            for t in times:
-                row = by_time.get(t)
-                cells.append(f" {row['value_mean']:6.4f}+-{row['value_std']:.3f}" if row
-                             else f" {'-':>13s}")
-            lines.append(f"{table:<{width}s} {n_dev:>3d} {noise:<8s} "
-                         f"{'on' if comp else 'off':<4s}" + "".join(cells))
+        width = max([20] + [len(str(key[0])) for key in settings])
+        extra_width = [max(len(k), *(len(_short(s[2 + i])) for s in settings))
+                       for i, k in enumerate(varying)]
+        head = f"{'table':<{width}s} {'dev':>4s}" + "".join(
+            f" {k:<{w}s}" for k, w in zip(varying, extra_width)) + "".join(
+            f" {format_time(t):>13s}" for t in times)
+        reference = self.reference.get(self.metric, float("nan"))
+        lines = [f"{self.task}: {self.metric} (floating point {reference:.4f}), mean +- std "
+                 f"over repeats; scaling of quantized tables: {self._scaling_note(rows)}",
+                 head, "-" * len(head)]
+        for key, by_time in settings.items():
+            table, n_dev = key[0], key[1]
+            cells = "".join(
+                f" {by_time[t]['value_mean']:6.4f}+-{by_time[t]['value_std']:.3f}"
+                if t in by_time else f" {'-':>13s}" for t in times)
+            extras = "".join(f" {_short(v):<{w}s}" for v, w in zip(key[2:], extra_width))
+            lines.append(f"{table:<{width}s} {_devices(n_dev):>4s}{extras}{cells}")
         return "\n".join(lines)
 
+    @staticmethod
+    def _scaling_note(rows: List[Dict[str, Any]]) -> str:
+        rules = sorted({(r.get("scale"), r.get("per_channel"), r.get("level_noise"))
+                        for r in rows if r.get("scale")}, key=str)
+        if not rules:
+            return "none (continuous converters only)"
+        return "; ".join(
+            f"{scale}{' per channel' if per_channel else ' per tensor'}"
+            f"{f', noise-aware at {noise} s' if noise else ''}"
+            for scale, per_channel, noise in rules)
+
     def write_csv(self, path: Union[str, Path]) -> Path:
-        """Write the records as CSV (one row per record); returns the path."""
+        """Write all records as CSV (:data:`RECORD_FIELDS`); returns the path."""
         path = Path(path)
-        extra = sorted({k for r in self.records for k in r} - set(RECORD_FIELDS))
         with path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=RECORD_FIELDS + extra)
+            writer = csv.DictWriter(handle, fieldnames=RECORD_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(self.records)
         return path
+
+    def to_pandas(self) -> Any:
+        """The records as a ``pandas.DataFrame`` (needs the optional extra ``pandas``)."""
+        try:
+            import pandas
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise ImportError("to_pandas needs pandas: pip install 'aihwkit-slicing[pandas]'"
+                              ) from error
+        return pandas.DataFrame(self.records, columns=RECORD_FIELDS)
+
+
+def _devices(n_devices: Any) -> str:
+    value = float(n_devices)
+    return f"{value:g}" if value == int(value) else f"{value:.2f}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 def format_time(seconds: float) -> str:
@@ -106,3 +167,75 @@ def format_time(seconds: float) -> str:
             plural = name in ("year", "month", "day") and value != 1
             return f"{text} {name}{'s' if plural else ''}"
     return f"{seconds:g} s"
+
+
+# ============================================================== results file
+def parse_record(row: Dict[str, str]) -> Dict[str, Any]:
+    """A CSV row (strings) back to typed values."""
+    record: Dict[str, Any] = {}
+    for key, text in row.items():
+        if key in _FLOATS:
+            record[key] = float(text) if text != "" else math.nan
+        elif key in _INTS:
+            record[key] = int(text)
+        elif key in _BOOLS:
+            record[key] = text == "True"
+        else:
+            record[key] = text
+    return record
+
+
+def read_records(path: Union[str, Path]) -> List[Dict[str, Any]]:
+    """The complete records of a ``results.csv`` (a torn last line is left out)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a line cut by an interruption
+    lines = text.splitlines()
+    if not lines:
+        return []
+    if lines[0].split(",") != RECORD_FIELDS:
+        raise ValueError(f"{path} is not a results file of this release (its columns differ)")
+    return [parse_record(row) for row in csv.DictReader(lines)]
+
+
+class ResultsFile:
+    """``results.csv``, appended to one finished unit of records at a time.
+
+    Each :meth:`append` writes its rows with one ``write`` call, then flushes and syncs
+    the file, so an interruption loses at most the unit being written (whose torn rows
+    :meth:`keep_only` drops on resume).
+    """
+
+    def __init__(self, path: Union[str, Path]):
+        self.path = Path(path)
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            self._write(_csv_text([], header=True), mode="w")
+
+    def keep_only(self, records: Iterable[Dict[str, Any]]) -> None:
+        """Rewrite the file with ``records`` only (complete units of a resumed sweep)."""
+        self._write(_csv_text(list(records), header=True), mode="w")
+
+    def append(self, records: List[Dict[str, Any]]) -> None:
+        """Append one unit's records and make them durable."""
+        self._write(_csv_text(records, header=False), mode="a")
+
+    def _write(self, text: str, mode: str) -> None:
+        with self.path.open(mode, newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _csv_text(records: List[Dict[str, Any]], header: bool) -> str:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=RECORD_FIELDS, extrasaction="ignore",
+                            lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(records)
+    return buffer.getvalue()

@@ -1,166 +1,360 @@
-"""Drift sweeps: pretrained networks x programming tables x noise models x times.
+"""Drift sweeps: a pretrained network x programming tables x noise models x times.
 
-One call answers "which table keeps accuracy highest after an hour, a day, a year of
-drift, under which noise model, with or without drift compensation"::
+One call answers "which table keeps the network closest to floating point after an
+hour, a day, a year of drift, under which noise model, with or without drift
+compensation"::
 
     from aihwkit_slicing.sweep import run_sweep
-    from aihwkit_slicing.tasks import digits_task
 
-    result = run_sweep(digits_task(), tables=["aihwkit-1pair", "seed", "4x4lvl-base"],
-                       times=[1, 3600, 86400], repeats=3, seed=0)
+    result = run_sweep("digits", tables=["aihwkit-1pair", "seed", "4x4lvl-base"],
+                       times=[1, 3600, 86400], repeats=3, seed=0, out="results")
     print(result.format_summary())
-    result.write_csv("results.csv")
 
-For every table, noise model and compensation setting the network is converted once
-with aihwkit's ``convert_to_analog``; for every repeat it is programmed once
-(``program_analog_weights``) and drifted to each time (``drift_analog_weights``), then
-scored. Sweeps know converters only through aihwkit's rpu_config.
+How it runs:
 
-Defaults isolate the weights: ideal peripherals (``forward.is_perfect = True``) and
-global drift compensation on; ``peripherals="realistic"`` keeps aihwkit's default
-ADC/DAC and output noise instead.
+* A *setting* is a table (a name, a :class:`~aihwkit_slicing.tables.ProgrammingTable`,
+  a converter, or a :class:`~aihwkit_slicing.assignment.TableAssignment` of tables to
+  layers), a noise model and drift compensation on or off. A *unit* is one setting and
+  one repeat: the network is converted with aihwkit's ``convert_to_analog``, programmed
+  once (``program_analog_weights``), drifted to every time (``drift_analog_weights``)
+  and scored. Sweeps know converters only through aihwkit's rpu_config.
+* Every unit draws its programming noise from a stream seeded by ``seed``, the setting's
+  description and the repeat, and every time its drift and read noise from a stream
+  seeded also by the time itself (:func:`stable_seed`): adding a table or a time, or
+  running units in another order or on other workers, never changes a record.
+* Units run in this process, or as tasks on a Dask cluster (``client=`` or ``workers=``,
+  see :mod:`aihwkit_slicing.distributed`); workers load the task by name.
+* With ``out=``, every finished unit is appended to ``out/results.csv`` at once and
+  ``out/sweep.json`` describes the sweep; ``resume=True`` skips the units already there.
+
+Defaults: quantized tables scale ``"mse"`` per output channel (the recommended rule;
+the converter's own default is aihwkit's ``"max"`` per tensor); ideal peripherals
+(``forward.is_perfect = True``: only the weights are non-ideal); global drift
+compensation on; each noise model's default times (:func:`default_times`).
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import math
 import numbers
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
+from torch import nn
 
+from aihwkit.inference.converter.base import BaseConductanceConverter
 from aihwkit.nn.conversion import convert_to_analog
+from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
+from aihwkit_slicing import __version__
+from aihwkit_slicing.assignment import TableAssignment, spec_name
 from aihwkit_slicing.catalog import (
     DEFAULT_SWEEP,
     TableSpec,
     devices_per_weight,
     levels_per_weight,
     make_converter,
+    table_of,
 )
+from aihwkit_slicing.encodings import level_noise as simulate_level_noise
 from aihwkit_slicing.metrics import weight_errors
-from aihwkit_slicing.noise_models import DEFAULT_TIMES, check_times
-from aihwkit_slicing.results import SweepResult
-from aihwkit_slicing.rpu_configs import make_rpu_config
-from aihwkit_slicing.tasks import Task
+from aihwkit_slicing.noise_models import (
+    NoiseModelSpec,
+    build_noise_model,
+    check_times,
+    default_times,
+)
+from aihwkit_slicing.results import (
+    SETTING_FIELDS,
+    ResultsFile,
+    SweepResult,
+    read_records,
+)
+from aihwkit_slicing.rpu_configs import MAPPINGS, PERIPHERALS, make_rpu_config
+from aihwkit_slicing.scaling import validate_rule
+from aihwkit_slicing.tasks import Task, load_task
+
+#: Default scaling of quantized tables in a sweep: MSE-optimal clip per output channel.
+DEFAULT_SCALE = "mse"
+DEFAULT_PER_CHANNEL = True
+
+SweepTable = Union[TableSpec, TableAssignment, Mapping[str, TableSpec]]
 
 
-def _validate_sweep_args(times: Sequence[float], repeats: int) -> List[float]:
-    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
-        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
-    checked = []
-    for t in list(times):
-        if (isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t)
-                or t < 0):
-            raise ValueError(f"times must be finite numbers of seconds >= 0, got {t!r}")
-        checked.append(float(t))
-    if not checked:
-        raise ValueError("times must name at least one inference time")
-    return checked
+def stable_seed(*parts: Any) -> int:
+    """A seed (``0 <= seed < 2**63``) that depends on ``parts`` only.
 
-
-def _seed(*parts: int) -> int:
-    value = 0
-    for part in parts:
-        value = (value * 1_000_003 + int(part)) % (2**63 - 1)
-    return value
-
-
-def run_sweep(
-    task: Task,
-    tables: Union[Sequence[TableSpec], Mapping[str, TableSpec]] = tuple(DEFAULT_SWEEP),
-    noise_models: Union[Sequence[Any], Mapping[str, Any]] = ("pcm",),
-    times: Sequence[float] = tuple(DEFAULT_TIMES),
-    repeats: int = 3,
-    seed: int = 0,
-    compensation: Union[bool, Sequence[bool]] = True,
-    peripherals: str = "ideal",
-    mapping: str = "tensor",
-    scale: str = "max",
-    per_channel: bool = False,
-    rpu_config: Optional[RPUConfigBase] = None,
-    progress: bool = True,
-) -> SweepResult:
-    """Program and drift ``task.model`` with every table, noise model and setting.
-
-    Args:
-        task: the model and its scoring (see :func:`digits_task`, :func:`minilm_task`).
-        tables: table names, :class:`ProgrammingTable` objects or aihwkit converters
-            (baselines); a sequence (names taken from the tables) or a mapping of
-            display name to spec.
-        noise_models: names from :data:`NOISE_MODELS`, factories or noise model
-            instances; a sequence or a mapping of display name to spec.
-        times: inference times in seconds after programming.
-        repeats: programmings per setting (fresh programming noise each).
-        seed: results are the same for the same seed.
-        compensation: global drift compensation on, off, or both (``[True, False]``).
-        peripherals: ``"ideal"`` or ``"realistic"`` (see :func:`make_rpu_config`).
-        mapping: ``"tensor"`` or ``"column"`` (see :func:`make_rpu_config`).
-        scale, per_channel: scaling of our converters (ignored by aihwkit's).
-        rpu_config: rpu_config to start from (default ``TorchInferenceRPUConfig()``).
-        progress: show a tqdm progress bar.
-
-    Returns:
-        A :class:`SweepResult`.
+    ``parts`` are turned into text with ``repr`` (floats print exactly), hashed with
+    SHA-256: the same parts give the same seed in every process and Python version.
     """
-    from tqdm import tqdm
-
-    times = _validate_sweep_args(times, repeats)
-    table_specs = _named(tables, "table")
-    noise_specs = _named(noise_models, "noise model")
-    compensations = [compensation] if isinstance(compensation, bool) else list(compensation)
-    converters = {name: make_converter(spec, scale=scale, per_channel=per_channel)
-                  for name, spec in table_specs.items()}
-    reference = task.evaluate(task.model)
-    records: List[Dict[str, Any]] = []
-    total = len(converters) * len(noise_specs) * len(compensations) * repeats * len(times)
-    bar = tqdm(total=total, disable=not progress, desc=f"sweep {task.name}", unit="eval")
-    for table_name, converter in converters.items():
-        for noise_name, noise_spec in noise_specs.items():
-            for comp in compensations:
-                config = make_rpu_config(converter, noise_spec, comp, peripherals, mapping,
-                                         base=rpu_config)
-                check_times(times, config.noise_model, noise_name)
-                analog = convert_to_analog(task.model, config, ensure_analog_root=True).eval()
-                for repeat in range(repeats):
-                    torch.manual_seed(_seed(seed, repeat, 0))
-                    analog.program_analog_weights()
-                    for t_index, t in enumerate(times):
-                        torch.manual_seed(_seed(seed, repeat, t_index + 1))
-                        analog.drift_analog_weights(t)
-                        metrics = task.evaluate(analog)
-                        record = {
-                            "task": task.name, "table": table_name,
-                            "n_devices": devices_per_weight(converter),
-                            "n_levels": levels_per_weight(converter),
-                            "noise_model": noise_name, "compensation": comp,
-                            "peripherals": peripherals, "mapping": mapping,
-                            "t_inference": t, "repeat": repeat, "metric": task.metric,
-                            "value": metrics[task.metric],
-                        }
-                        record.update(weight_errors(analog))
-                        record.update({k: v for k, v in metrics.items() if k != task.metric})
-                        records.append(record)
-                        bar.update(1)
-                del analog
-    bar.close()
-    return SweepResult(records=records, reference=reference, metric=task.metric,
-                       task=task.name, times=times)
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
-def _named(specs: Union[Sequence[Any], Mapping[str, Any]], what: str) -> Dict[str, Any]:
-    if isinstance(specs, Mapping):
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+# ====================================================================== plan
+@dataclass(frozen=True)
+class Setting:
+    """One converted network of a sweep (by the display names of its parts)."""
+
+    table: str
+    noise_model: str
+    compensation: bool
+
+
+@dataclass
+class SweepPlan:
+    """Everything that defines a sweep's records, except the task's weights.
+
+    Built by :func:`run_sweep` from its arguments; picklable, so that Dask workers
+    run units from it. See :func:`run_sweep` for the fields.
+    """
+
+    task: str
+    metric: str
+    tables: Dict[str, SweepTable]
+    noise_models: Dict[str, NoiseModelSpec]
+    compensations: List[bool]
+    times: List[float]
+    repeats: int
+    seed: int
+    scale: str = DEFAULT_SCALE
+    per_channel: bool = DEFAULT_PER_CHANNEL
+    percentile: float = 99.9
+    noise_aware: Optional[List[float]] = None
+    peripherals: str = "ideal"
+    mapping: str = "tensor"
+    rpu_config: Optional[RPUConfigBase] = None
+    device: str = "cpu"
+    _described: Dict[Setting, Dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def settings(self) -> List[Setting]:
+        """Every setting, tables outermost."""
+        return [Setting(t, n, c) for t in self.tables for n in self.noise_models
+                for c in self.compensations]
+
+    def units(self) -> List[Tuple[Setting, int]]:
+        """Every (setting, repeat)."""
+        return [(s, r) for s in self.settings() for r in range(self.repeats)]
+
+    # ------------------------------------------------------------- conversion
+    def converter(self, spec: TableSpec, noise_name: str) -> BaseConductanceConverter:
+        """A fresh converter for one table spec under one noise model."""
+        table = table_of(spec)
+        level_noise = None
+        if self.noise_aware and table is not None and not isinstance(
+                spec, BaseConductanceConverter):
+            level_noise = simulate_level_noise(
+                table, self.noise_models[noise_name], self.noise_aware,
+                seed=stable_seed(self.seed, "level noise", table.content_hash()))
+        return make_converter(spec, scale=self.scale, per_channel=self.per_channel,
+                              percentile=self.percentile, level_noise=level_noise)
+
+    def rpu_config_for(self, converter: BaseConductanceConverter, setting: Setting
+                       ) -> RPUConfigBase:
+        return make_rpu_config(converter, self.noise_models[setting.noise_model],
+                               setting.compensation, self.peripherals, self.mapping,
+                               base=self.rpu_config)
+
+    def analog_model(self, model: nn.Module, setting: Setting) -> nn.Module:
+        """``model`` converted for ``setting``, in eval mode, on :attr:`device`."""
+        spec = self.tables[setting.table]
+        if isinstance(spec, TableAssignment):
+            configs = {name: self.rpu_config_for(self.converter(s, setting.noise_model),
+                                                 setting)
+                       for name, s in spec.distinct_specs()}
+            for config in configs.values():
+                check_times(self.times, config.noise_model, setting.noise_model)
+
+            def per_layer(layer_name: str, _module: nn.Module, _config: Any) -> Any:
+                return copy.deepcopy(configs[spec_name(spec.spec_for(layer_name))])
+
+            analog = convert_to_analog(model, next(iter(configs.values())),
+                                       ensure_analog_root=True,
+                                       specific_rpu_config_fun=per_layer)
+        else:
+            config = self.rpu_config_for(self.converter(spec, setting.noise_model), setting)
+            check_times(self.times, config.noise_model, setting.noise_model)
+            analog = convert_to_analog(model, config, ensure_analog_root=True)
+        return analog.to(torch.device(self.device)).eval()
+
+    # ------------------------------------------------------------ description
+    def describe(self, setting: Setting, model: Optional[nn.Module] = None) -> Dict[str, Any]:
+        """The record fields (:data:`SETTING_FIELDS`) of ``setting``.
+
+        ``model`` (the task's floating-point network) is needed once per assignment,
+        to average devices per weight over its layers.
+        """
+        if setting in self._described:
+            return dict(self._described[setting])
+        spec = self.tables[setting.table]
+        noise_spec = self.noise_models[setting.noise_model]
+        if isinstance(spec, TableAssignment):
+            if model is None:
+                raise ValueError("describing a per-layer assignment needs the task's model")
+            converters = [make_converter(s) for _, s in spec.distinct_specs()]
+            ours = [c for c in converters if hasattr(c, "table")]
+            n_devices = spec.devices_per_weight(model)
+            n_levels, table_hash = math.nan, spec.content_hash()
+        else:
+            converter = make_converter(spec)
+            ours = [converter] if hasattr(converter, "table") else []
+            n_devices = float(devices_per_weight(converter))
+            n_levels = levels_per_weight(converter)
+            table_hash = _converter_hash(converter)
+        if ours:
+            own = spec if isinstance(spec, BaseConductanceConverter) else None
+            scale = own.scale if own is not None else self.scale
+            per_channel = own.per_channel if own is not None else self.per_channel
+            percentile = own.percentile if own is not None else self.percentile
+            level = ",".join(f"{t:g}" for t in self.noise_aware) if (
+                self.noise_aware and own is None) else ""
+        else:
+            scale, per_channel, percentile, level = "", False, math.nan, ""
+        probe = make_converter("aihwkit-1pair")
+        described = {
+            "task": self.task, "table": setting.table, "table_hash": table_hash,
+            "n_devices": float(n_devices), "n_levels": float(n_levels), "scale": scale,
+            "per_channel": bool(per_channel), "percentile": float(percentile) if scale
+            == "percentile" else math.nan, "level_noise": level,
+            "noise_model": setting.noise_model,
+            "noise_params": _noise_params(build_noise_model(noise_spec, probe)),
+            "compensation": setting.compensation, "peripherals": self.peripherals,
+            "mapping": self.mapping,
+            "rpu_config": type(self.rpu_config or TorchInferenceRPUConfig()).__name__,
+        }
+        self._described[setting] = described
+        return dict(described)
+
+    def unit_seed(self, setting: Setting, repeat: int) -> int:
+        """The seed of a unit's programming."""
+        described = self.describe(setting)
+        return stable_seed(self.seed, tuple(described[k] for k in SETTING_FIELDS), repeat)
+
+    def manifest(self, reference: Dict[str, float]) -> Dict[str, Any]:
+        """The JSON description of the sweep written to ``sweep.json``."""
+        return _plain_json({
+            "format": "aihwkit-slicing-sweep", "version": 1, "task": self.task,
+            "metric": self.metric, "reference": reference,
+            "settings": [self.describe(s) for s in self.settings()],
+            "times": self.times, "repeats": self.repeats, "seed": self.seed,
+            "device": self.device,
+        })
+
+
+def _converter_hash(converter: BaseConductanceConverter) -> str:
+    table = getattr(converter, "table", None)
+    if table is not None:
+        return table.content_hash()
+    text = type(converter).__name__ + json.dumps(
+        {k: v for k, v in sorted(vars(converter).items()) if _jsonable(v)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _noise_params(noise_model: Any) -> str:
+    """JSON of the noise model's parameters that differ from its class defaults."""
+    try:
+        default = type(noise_model)()
+    except TypeError:
+        return ""
+    changed = {}
+    for key, value in sorted(vars(noise_model).items()):
+        if key == "g_converter" or not _jsonable(value):
+            continue
+        if getattr(default, key, object()) != value:
+            changed[key] = value
+    return json.dumps(changed, sort_keys=True) if changed else ""
+
+
+# ====================================================================== units
+def run_unit(task: Task, plan: SweepPlan, setting: Setting, repeat: int
+             ) -> List[Dict[str, Any]]:
+    """Convert, program and drift the task's network for one setting and repeat.
+
+    Returns the unit's records: per time, the task's metrics and the weight errors.
+    """
+    import aihwkit
+
+    analog = plan.analog_model(task.model, setting)
+    base = plan.describe(setting, task.model)
+    base.update(seed=plan.seed, device=plan.device, aihwkit_slicing=__version__,
+                aihwkit=aihwkit.__version__, torch=torch.__version__, repeat=repeat)
+    unit_seed = plan.unit_seed(setting, repeat)
+    torch.manual_seed(unit_seed)
+    analog.program_analog_weights()
+    records = []
+    for t in plan.times:
+        torch.manual_seed(stable_seed(unit_seed, float(t)))
+        analog.drift_analog_weights(t)
+        metrics = task.evaluate(analog)
+        values = {task.metric: metrics[task.metric]}
+        values.update((k, v) for k, v in metrics.items() if k != task.metric)
+        values.update(weight_errors(analog))
+        for name, value in values.items():
+            records.append(dict(base, t_inference=float(t), metric=name, value=float(value)))
+    return records
+
+
+def complete_units(records: Iterable[Dict[str, Any]], plan: SweepPlan
+                   ) -> Tuple[Dict[Tuple, List[Dict[str, Any]]], List[Dict[str, Any]]]:
+    """The finished units among ``records`` of a results file, and their records.
+
+    A unit is finished when it has a record of every metric it reports at every time.
+    """
+    by_unit: Dict[Tuple, List[Dict[str, Any]]] = {}
+    for record in records:
+        key = tuple(record[k] for k in SETTING_FIELDS) + (record["repeat"],)
+        by_unit.setdefault(_normalized(key), []).append(record)
+    finished, kept = {}, []
+    for key, rows in by_unit.items():
+        metrics = {r["metric"] for r in rows}
+        if plan.metric in metrics and len(rows) == len(metrics) * len(plan.times) and \
+                {r["t_inference"] for r in rows} == set(plan.times):
+            finished[key] = rows
+            kept.extend(rows)
+    return finished, kept
+
+
+def _normalized(key: Tuple) -> Tuple:
+    """NaN compares unequal to itself; make keys with NaN fields comparable."""
+    return tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in key)
+
+
+# ================================================================= arguments
+def _named(specs: Any, what: str) -> Dict[str, Any]:
+    if isinstance(specs, Mapping) and not isinstance(specs, TableAssignment):
         named = dict(specs)
     else:
         named = {}
         for spec in (specs if isinstance(specs, (list, tuple)) else [specs]):
+            if isinstance(spec, Mapping) and not isinstance(spec, TableAssignment):
+                spec = TableAssignment(spec)
             name = _display_name(spec)
             if name in named:
-                raise ValueError(
-                    f"two {what}s are both called {name!r}; pass a mapping of names to "
-                    f"{what}s instead"
-                )
+                raise ValueError(f"two {what}s are both called {name!r}; give them "
+                                 f"different names")
             named[name] = spec
     if not named:
         raise ValueError(f"name at least one {what}")
@@ -174,6 +368,21 @@ def _display_name(spec: Any) -> str:
     return name or type(spec).__name__
 
 
+def validate_times(times: Sequence[float]) -> List[float]:
+    """Times as floats (seconds >= 0, at least one, no repeats) or a ``ValueError``."""
+    checked = []
+    for t in list(times):
+        if (isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t)
+                or t < 0):
+            raise ValueError(f"times must be finite numbers of seconds >= 0, got {t!r}")
+        if float(t) in checked:
+            raise ValueError(f"times name {float(t):g} s twice")
+        checked.append(float(t))
+    if not checked:
+        raise ValueError("times must name at least one inference time")
+    return checked
+
+
 def iter_times(text: str) -> Iterable[float]:
     """Parse ``"1,3600,86400"`` into floats (raises ``ValueError`` naming the bad item)."""
     for item in text.split(","):
@@ -185,3 +394,218 @@ def iter_times(text: str) -> Iterable[float]:
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"times must be finite numbers of seconds >= 0, got {item!r}")
         yield value
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; says how many units were kept (``kept`` of ``total``)."""
+
+    def __init__(self, kept: int, total: int, path: Optional[Path]):
+        super().__init__(f"interrupted: kept {kept} of {total} units"
+                         + (f" in {path}" if path else ""))
+        self.kept, self.total, self.path = kept, total, path
+
+
+# ===================================================================== sweep
+def run_sweep(
+    task: Union[Task, str],
+    tables: Union[Sequence[SweepTable], Mapping[str, SweepTable]] = tuple(DEFAULT_SWEEP),
+    noise_models: Union[Sequence[Any], Mapping[str, Any]] = ("pcm",),
+    times: Optional[Sequence[float]] = None,
+    repeats: int = 3,
+    seed: int = 0,
+    compensation: Union[bool, Sequence[bool]] = True,
+    peripherals: str = "ideal",
+    mapping: str = "tensor",
+    scale: str = DEFAULT_SCALE,
+    per_channel: bool = DEFAULT_PER_CHANNEL,
+    percentile: float = 99.9,
+    noise_aware: Optional[Sequence[float]] = None,
+    rpu_config: Optional[RPUConfigBase] = None,
+    device: Union[str, torch.device] = "cpu",
+    threads: Optional[int] = None,
+    out: Union[str, Path, None] = None,
+    resume: bool = False,
+    client: Any = None,
+    workers: Optional[int] = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Program and drift ``task``'s network with every table, noise model and setting.
+
+    Args:
+        task: a :class:`~aihwkit_slicing.tasks.Task` or the name of a registered one
+            (``"digits"``, ``"minilm"``, see :func:`~aihwkit_slicing.tasks.register_task`);
+            Dask workers load it by name.
+        tables: table names, :class:`ProgrammingTable` objects, converters (used with
+            their own settings), or per-layer assignments (a
+            :class:`TableAssignment` or a ``{layer pattern: table}`` dict); a sequence
+            (names taken from the tables) or a mapping of display name to table.
+        noise_models: names from :data:`~aihwkit_slicing.noise_models.NOISE_MODELS`,
+            factories or noise model instances; a sequence or a mapping of display
+            name to noise model.
+        times: inference times in seconds after programming (default: the first noise
+            model's :func:`~aihwkit_slicing.noise_models.default_times`).
+        repeats: programmings per setting (fresh programming noise each).
+        seed: records depend on the seed and the settings only.
+        compensation: global drift compensation on, off, or both (``[True, False]``).
+        peripherals: ``"ideal"`` or ``"realistic"`` (see ``make_rpu_config``).
+        mapping: ``"tensor"`` or ``"column"`` (see ``make_rpu_config``).
+        scale, per_channel, percentile: scaling of quantized tables (default: ``"mse"``
+            per output channel); converters passed in keep their own.
+        noise_aware: inference times (seconds): quantized tables clip and assign levels
+            knowing each level's expected device error at these times (needs
+            ``scale="mse"``; see :func:`aihwkit_slicing.encodings.level_noise`).
+        rpu_config: rpu_config to start from (default ``TorchInferenceRPUConfig()``;
+            aihwkit's compiled ``InferenceRPUConfig`` works too).
+        device: where the network, its tiles and the evaluation run (``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``).
+        threads: torch threads per process (default: the cores available divided by
+            the number of local worker processes).
+        out: a folder: ``results.csv`` grows by each finished unit, ``sweep.json``
+            describes the sweep.
+        resume: skip the units already in ``out`` (refuses a folder holding a sweep
+            with other settings).
+        client: a ``dask.distributed.Client``: run the units on its cluster.
+        workers: start a local Dask cluster of this many processes for the sweep.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`~aihwkit_slicing.results.SweepResult` (records of the units run now
+        and, when resuming, those found in ``out``).
+
+    Raises:
+        ValueError: for any bad argument (naming it), or a resume into another sweep.
+        SweepInterrupted: on Ctrl-C, after the finished units were written.
+    """
+    from tqdm import tqdm
+
+    if isinstance(task, str):
+        task = load_task(task)
+    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    validate_rule(scale, percentile)
+    if peripherals not in PERIPHERALS:
+        raise ValueError(f"peripherals must be one of {PERIPHERALS}, got {peripherals!r}")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping must be one of {MAPPINGS}, got {mapping!r}")
+    noise_specs = _named(noise_models, "noise model")
+    if times is None:
+        times = default_times(next(iter(noise_specs.values())))
+    noise_aware_times = validate_times(noise_aware) if noise_aware else None
+    if noise_aware_times and scale != "mse":
+        raise ValueError(f"noise_aware needs scale='mse', got scale={scale!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(
+            workers, numbers.Integral) or workers < 1):
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(
+            threads, numbers.Integral) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    compensations = [compensation] if isinstance(compensation, bool) else list(compensation)
+    plan = SweepPlan(
+        task=task.name, metric=task.metric, tables=_named(tables, "table"),
+        noise_models=noise_specs, compensations=compensations,
+        times=validate_times(times), repeats=int(repeats), seed=int(seed), scale=scale,
+        per_channel=bool(per_channel), percentile=float(percentile),
+        noise_aware=noise_aware_times, peripherals=peripherals, mapping=mapping,
+        rpu_config=rpu_config, device=str(torch.device(device)),
+    )
+    for spec in plan.tables.values():  # fail early on unknown names and bad times
+        for s in (spec.rules if isinstance(spec, TableAssignment) else [(None, spec)]):
+            make_converter(s[1])
+    for name, spec in plan.noise_models.items():
+        check_times(plan.times, build_noise_model(spec, make_converter("aihwkit-1pair")), name)
+    for setting in plan.settings():
+        plan.describe(setting, task.model)
+
+    reference = task.evaluate(task.model)
+    units = plan.units()
+    done: List[Dict[str, Any]] = []
+    results_file = None
+    if out is not None:
+        results_file, done, units = _prepare_folder(Path(out), plan, reference, units, resume)
+
+    local_workers = workers or 1
+    threads = threads or max(1, available_cores() // local_workers)
+    records = list(done)
+    bar = tqdm(total=len(units) * len(plan.times), disable=not progress,
+               desc=f"sweep {task.name}", unit="eval")
+    kept = len(plan.units()) - len(units)
+
+    def finished(unit_records: List[Dict[str, Any]]) -> None:
+        nonlocal kept
+        if results_file is not None:
+            results_file.append(unit_records)
+        records.extend(unit_records)
+        kept += 1
+        bar.update(len(plan.times))
+
+    try:
+        if client is None and workers is None:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                for setting, repeat in units:
+                    finished(run_unit(task, plan, setting, repeat))
+            finally:
+                torch.set_num_threads(previous)
+        else:
+            from aihwkit_slicing.distributed import run_units
+
+            run_units(plan, units, finished, client=client, workers=workers, threads=threads)
+    except KeyboardInterrupt:
+        bar.close()
+        raise SweepInterrupted(kept, len(plan.units()),
+                               results_file.path if results_file else None) from None
+    bar.close()
+    return SweepResult(records=_sorted(records, plan), reference=reference,
+                       metric=task.metric, task=task.name, times=plan.times)
+
+
+def _sorted(records: List[Dict[str, Any]], plan: SweepPlan) -> List[Dict[str, Any]]:
+    """Records in plan order (settings, repeats, times), whatever order units finished."""
+    rank = {(s.table, s.noise_model, s.compensation): i for i, s in enumerate(plan.settings())}
+    times = {t: i for i, t in enumerate(plan.times)}
+    return sorted(records, key=lambda r: (rank.get((r["table"], r["noise_model"],
+                                                    r["compensation"]), len(rank)),
+                                          r["repeat"], times.get(r["t_inference"], 0)))
+
+
+def _prepare_folder(out: Path, plan: SweepPlan, reference: Dict[str, float],
+                    units: List[Tuple[Setting, int]], resume: bool
+                    ) -> Tuple[ResultsFile, List[Dict[str, Any]], List[Tuple[Setting, int]]]:
+    """Create or resume ``out``: the results file, records kept, units still to run."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "sweep.json"
+    manifest = plan.manifest(reference)
+    results_path = out / "results.csv"
+    done: List[Dict[str, Any]] = []
+    if resume and manifest_path.exists():
+        previous = json.loads(manifest_path.read_text())
+        differing = [k for k in ("task", "settings", "times", "repeats", "seed")
+                     if json.dumps(previous.get(k), sort_keys=True)
+                     != json.dumps(manifest.get(k), sort_keys=True)]
+        if differing:
+            raise ValueError(f"{out} holds a sweep with other {', '.join(differing)}; "
+                             "resume it with the same settings or choose another --out")
+        finished, done = complete_units(read_records(results_path), plan)
+        units = [(s, r) for s, r in units if _normalized(
+            tuple(plan.describe(s)[k] for k in SETTING_FIELDS) + (r,)) not in finished]
+    elif results_path.exists():
+        results_path.unlink()
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    results_file = ResultsFile(results_path)
+    if resume:
+        results_file.keep_only(done)
+    return results_file, done, units
+
+
+def _plain_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as None and strings (standard JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, Mapping):
+        return {k: _plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v) for v in value]
+    return value

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
+import os
 import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -50,6 +52,11 @@ MAX_COLUMNS = 2**20
 #: for symmetric tables); remaining ties go to the lowest column index. Instead of a
 #: rule, ``encoding`` may also list one column per level explicitly.
 ENCODING_RULES = ("min_total", "min_weighted", "first")
+
+#: ``format`` and ``version`` of a table's JSON form (:meth:`ProgrammingTable.to_dict`).
+TABLE_FORMAT = "aihwkit-slicing-table"
+TABLE_FORMAT_VERSION = 1
+_TABLE_KEYS = {"format", "version", "name", "f_lst", "g_lst", "g_min", "g_max", "encoding"}
 
 #: Column weights closer than this fraction of the largest ``|u_j|`` count as one level.
 LEVEL_TOLERANCE = 1e-9
@@ -427,8 +434,15 @@ class ProgrammingTable:
         return "\n".join(lines)
 
     def to_dict(self) -> Dict[str, Any]:
-        """A JSON-friendly description (``from_dict`` rebuilds the table)."""
+        """The table's JSON form (see ``docs/table-format.md``); ``from_dict`` rebuilds it.
+
+        Keys: ``format`` (``"aihwkit-slicing-table"``), ``version`` (1), ``name``,
+        ``f_lst``, ``g_lst`` (microsiemens), ``g_min``, ``g_max`` and ``encoding`` (a
+        rule name or one column index per level).
+        """
         return {
+            "format": TABLE_FORMAT,
+            "version": TABLE_FORMAT_VERSION,
             "name": self.name,
             "f_lst": self.f_lst,
             "g_lst": self.g_lst,
@@ -439,7 +453,29 @@ class ProgrammingTable:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ProgrammingTable":
-        """Rebuild a table written by :meth:`to_dict`."""
+        """Rebuild a table written by :meth:`to_dict`.
+
+        ``format`` and ``version`` may be left out (tables written by hand); if given
+        they must be this release's.
+
+        Raises:
+            ValueError: for a missing key, another format or version, or any value
+                :class:`ProgrammingTable` refuses (naming it).
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a table must be a JSON object, got {type(data).__name__}")
+        if data.get("format", TABLE_FORMAT) != TABLE_FORMAT:
+            raise ValueError(f"\"format\" must be {TABLE_FORMAT!r}, got {data['format']!r}")
+        if data.get("version", TABLE_FORMAT_VERSION) != TABLE_FORMAT_VERSION:
+            raise ValueError(f"unsupported table version {data['version']!r} (this release "
+                             f"reads version {TABLE_FORMAT_VERSION})")
+        missing = [key for key in ("f_lst", "g_lst") if key not in data]
+        if missing:
+            raise ValueError(f"a table needs the key(s) {', '.join(missing)}")
+        unknown = sorted(set(data) - _TABLE_KEYS)
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(unknown)}; a table has "
+                             f"{', '.join(sorted(_TABLE_KEYS))}")
         return cls(
             data["f_lst"],
             data["g_lst"],
@@ -463,6 +499,11 @@ class ProgrammingTable:
 
     def __hash__(self) -> int:
         return hash(self.key)
+
+    def content_hash(self) -> str:
+        """12 hex digits that equal for equal tables (name left out): records say
+        which table made them."""
+        return hashlib.sha256(repr(self.key).encode()).hexdigest()[:12]
 
     @property
     def key(self) -> Tuple[Any, ...]:
@@ -773,6 +814,38 @@ def from_device_levels(
     pairs = [(cleaned[2 * k], cleaned[2 * k + 1]) for k in range(n_pairs)]
     g = _signed_digit_columns(factors, pairs)
     return ProgrammingTable(factors, g, g_min=g_min, g_max=g_max, encoding=encoding, name=name)
+
+
+def save_table(table: ProgrammingTable, path: Union[str, "os.PathLike[str]"]) -> None:
+    """Write ``table`` as JSON (:meth:`ProgrammingTable.to_dict`) to ``path``."""
+    with open(path, "w") as handle:
+        json.dump(table.to_dict(), handle, indent=1)
+        handle.write("\n")
+
+
+def load_table(path: Union[str, "os.PathLike[str]"]) -> ProgrammingTable:
+    """Read a table written by :func:`save_table` (or by hand, same keys).
+
+    Its name is the file's ``name`` field, or else the file name without ``.json``.
+
+    Raises:
+        ValueError: one sentence naming the file and the problem (unreadable, not
+            JSON, a missing or bad key).
+    """
+    try:
+        with open(path) as handle:
+            data = json.load(handle)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read it ({error.strerror or error})") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
+    try:
+        table = ProgrammingTable.from_dict(data)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{path}: {error}") from None
+    if table.name is None:
+        table = table.with_name(os.path.splitext(os.path.basename(path))[0])
+    return table
 
 
 def builtin_tables() -> Dict[str, ProgrammingTable]:

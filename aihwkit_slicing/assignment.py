@@ -1,0 +1,184 @@
+"""Per-layer tables: which programming table (or converter) each analog layer uses.
+
+A :class:`TableAssignment` maps layer-name patterns to table specs, first match wins::
+
+    TableAssignment({"attention": "seed", "*": "4x4lvl-base"})
+
+* a pattern with a wildcard (``*``, ``?``, ``[``) is matched against the whole layer
+  name with :func:`fnmatch.fnmatchcase`; ``"*"`` matches every layer;
+* any other pattern matches a layer whose name contains it
+  (``"attention"`` matches ``0.auto_model.encoder.layer.3.attention.self.query``).
+
+A spec is anything :func:`aihwkit_slicing.catalog.make_converter` takes: a table name,
+a :class:`~aihwkit_slicing.tables.ProgrammingTable` or a converter. Layers no pattern
+matches raise an error when the model is converted (name a ``"*"`` fallback).
+
+:meth:`TableAssignment.to_dict` / :meth:`from_dict` give the JSON form the command
+line reads with ``--assignment`` (tables by name or as table dicts, see
+``docs/table-format.md``); :func:`aihwkit_slicing.allocation.allocate_tables` writes it.
+Under the hood, :meth:`TableAssignment.converter_for` feeds aihwkit's
+``convert_to_analog(..., specific_rpu_config_fun=...)``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+
+from aihwkit.inference.converter.base import BaseConductanceConverter
+from torch import nn
+
+from aihwkit_slicing.catalog import TableSpec, devices_per_weight, make_converter
+from aihwkit_slicing.tables import ProgrammingTable
+
+#: ``format`` field of the JSON form.
+FORMAT = "aihwkit-slicing-assignment"
+FORMAT_VERSION = 1
+
+_WILDCARDS = set("*?[")
+
+
+def pattern_matches(pattern: str, layer_name: str) -> bool:
+    """Whether ``pattern`` (see the module docstring) matches ``layer_name``."""
+    if _WILDCARDS & set(pattern):
+        return fnmatch.fnmatchcase(layer_name, pattern)
+    return pattern in layer_name
+
+
+class TableAssignment:
+    """Layer-name patterns mapped to table specs (first match wins).
+
+    Args:
+        rules: ``{pattern: spec}`` in priority order (a dict keeps its order), or a
+            sequence of ``(pattern, spec)`` pairs.
+        name: shown in reports (default: ``"pattern=table,..."``).
+        scale: scaling rule recorded with the assignment (the sweep applies its own
+            unless a spec is a converter with its own settings).
+
+    Raises:
+        ValueError: for an empty assignment or a pattern that is not a non-empty string.
+    """
+
+    def __init__(self, rules: Any, name: Optional[str] = None, scale: Optional[Dict] = None):
+        pairs = list(rules.items()) if isinstance(rules, Mapping) else list(rules)
+        if not pairs:
+            raise ValueError("an assignment needs at least one 'pattern: table' rule")
+        for pattern, spec in pairs:
+            if not isinstance(pattern, str) or not pattern:
+                raise ValueError(f"layer patterns must be non-empty strings, got {pattern!r}")
+            if not isinstance(spec, (str, ProgrammingTable, BaseConductanceConverter)):
+                raise TypeError(f"the table for {pattern!r} must be a name, a "
+                                f"ProgrammingTable or a converter, got {type(spec).__name__}")
+        self.rules: List[Tuple[str, TableSpec]] = pairs
+        self.scale = dict(scale or {})
+        self.name = name or ",".join(f"{p}={spec_name(s)}" for p, s in pairs)
+
+    def __iter__(self) -> Iterator[Tuple[str, TableSpec]]:
+        return iter(self.rules)
+
+    def spec_for(self, layer_name: str) -> TableSpec:
+        """The spec of the first rule matching ``layer_name``.
+
+        Raises:
+            ValueError: if no rule matches (the message names the layer).
+        """
+        for pattern, spec in self.rules:
+            if pattern_matches(pattern, layer_name):
+                return spec
+        raise ValueError(f"no table is assigned to layer {layer_name!r}; add a rule for it "
+                         f"or a '*' fallback (rules: {[p for p, _ in self.rules]})")
+
+    def converters(self, make: Callable[[TableSpec], BaseConductanceConverter] = make_converter
+                   ) -> Dict[str, BaseConductanceConverter]:
+        """One fresh converter per distinct spec, by :func:`_spec_name`."""
+        return {name: make(spec) for name, spec in self.distinct_specs()}
+
+    def distinct_specs(self) -> List[Tuple[str, TableSpec]]:
+        """``(name, spec)`` of every distinct table of the rules, in rule order."""
+        seen: Dict[str, TableSpec] = {}
+        for _, spec in self.rules:
+            seen.setdefault(spec_name(spec), spec)
+        return list(seen.items())
+
+    def layer_tables(self, model: nn.Module) -> Dict[str, str]:
+        """``{layer name: table name}`` for the analog-convertible layers of ``model``."""
+        return {name: spec_name(self.spec_for(name)) for name, _ in _weight_layers(model)}
+
+    def devices_per_weight(self, model: nn.Module,
+                           make: Callable[[TableSpec], BaseConductanceConverter] = make_converter
+                           ) -> float:
+        """Devices per weight averaged over the weights of ``model``'s layers."""
+        converters = self.converters(make)
+        devices, weights = 0.0, 0
+        for name, module in _weight_layers(model):
+            count = module.weight.numel()
+            devices += count * devices_per_weight(converters[spec_name(self.spec_for(name))])
+            weights += count
+        if not weights:
+            raise ValueError("the model has no Linear or Conv layer to assign tables to")
+        return devices / weights
+
+    # ---------------------------------------------------------------- JSON form
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON form: tables by name when built in, else as table dicts."""
+        rules = []
+        for pattern, spec in self.rules:
+            if isinstance(spec, str):
+                table: Any = spec
+            elif isinstance(spec, ProgrammingTable):
+                table = spec.to_dict()
+            elif hasattr(spec, "table"):
+                table = spec.table.to_dict()
+            else:
+                raise ValueError(f"the converter for {pattern!r} ({type(spec).__name__}) has "
+                                 "no JSON form; use a table name or a ProgrammingTable")
+            rules.append({"layers": pattern, "table": table})
+        return {"format": FORMAT, "version": FORMAT_VERSION, "name": self.name,
+                "scale": self.scale, "rules": rules}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], name: Optional[str] = None
+                  ) -> "TableAssignment":
+        """Rebuild an assignment from :meth:`to_dict`'s form (raises ``ValueError``)."""
+        if not isinstance(data, Mapping) or data.get("format") != FORMAT:
+            raise ValueError(f"not an assignment: expected \"format\": \"{FORMAT}\"")
+        if data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported assignment version {data.get('version')!r} "
+                             f"(this release reads version {FORMAT_VERSION})")
+        rules = data.get("rules")
+        if not isinstance(rules, list) or not rules:
+            raise ValueError("an assignment needs a non-empty list \"rules\"")
+        pairs = []
+        for index, rule in enumerate(rules):
+            if not isinstance(rule, Mapping) or "layers" not in rule or "table" not in rule:
+                raise ValueError(f"rule {index} needs \"layers\" and \"table\"")
+            table = rule["table"]
+            spec = ProgrammingTable.from_dict(table) if isinstance(table, Mapping) else table
+            pairs.append((rule["layers"], spec))
+        return cls(pairs, name=name or data.get("name"), scale=data.get("scale"))
+
+    def content_hash(self) -> str:
+        """A short hash of the rules' content (patterns and tables)."""
+        text = json.dumps(self.to_dict()["rules"], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def __repr__(self) -> str:
+        return f"TableAssignment({dict(self.rules)!r}, name={self.name!r})"
+
+
+def spec_name(spec: TableSpec) -> str:
+    """The display name of a table spec (a name, a table's or a converter's name)."""
+    if isinstance(spec, str):
+        return spec
+    name = getattr(spec, "name", None) or getattr(getattr(spec, "table", None), "name", None)
+    return name or type(spec).__name__
+
+
+def _weight_layers(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
+    """The Linear and Conv layers aihwkit's ``convert_to_analog`` converts, by name."""
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and \
+                getattr(module, "weight", None) is not None:
+            yield name, module

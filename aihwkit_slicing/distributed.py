@@ -1,0 +1,106 @@
+"""Sweeps on a Dask cluster: every unit (a setting and a repeat) is one task.
+
+:func:`run_units` submits the units of a :class:`~aihwkit_slicing.sweep.SweepPlan` to
+a ``dask.distributed.Client``, given or started here as a local cluster of worker
+processes, and hands each finished unit's records back in the calling process (which
+alone writes the results file, so every record lands there exactly once).
+
+* Workers build the task from its name (:func:`aihwkit_slicing.tasks.load_task`, once
+  per worker process) instead of receiving the network through the scheduler; a task
+  of your own must be registered (:func:`aihwkit_slicing.tasks.register_task`) in a
+  module the workers import too.
+* A unit whose worker dies is run again elsewhere (``retries``).
+* Records do not depend on which worker ran a unit or when: each unit seeds itself
+  (:func:`aihwkit_slicing.sweep.stable_seed`).
+
+Dask is optional (``pip install 'aihwkit-slicing[dask]'``); a sweep without
+``client=``/``workers=`` never imports it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+#: How often a unit is run again after its worker died.
+RETRIES = 2
+#: Seconds to wait for a scheduler given by address.
+CONNECT_TIMEOUT = 10
+
+_TASKS: Dict[str, Any] = {}
+
+
+def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Any:
+    """A client of the scheduler at ``address`` (``tcp://HOST:PORT``).
+
+    Raises:
+        ConnectionError: one sentence naming the address, if it cannot be reached.
+    """
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=timeout)
+    except (OSError, TimeoutError) as error:
+        raise ConnectionError(f"cannot reach the Dask scheduler at {address}: "
+                              f"{error.__class__.__name__}") from None
+
+
+def _task(name: str) -> Any:
+    """The task ``name``, built once per worker process."""
+    from aihwkit_slicing.tasks import load_task
+
+    if name not in _TASKS:
+        _TASKS[name] = load_task(name)
+    return _TASKS[name]
+
+
+def _run_unit_on_worker(plan: Any, setting: Any, repeat: int, threads: int
+                        ) -> List[Dict[str, Any]]:
+    import torch
+
+    from aihwkit_slicing.sweep import run_unit
+
+    torch.set_num_threads(threads)
+    return run_unit(_task(plan.task), plan, setting, repeat)
+
+
+def run_units(plan: Any, units: Sequence[Tuple[Any, int]],
+              finished: Callable[[List[Dict[str, Any]]], None], client: Any = None,
+              workers: Optional[int] = None, threads: int = 1) -> None:
+    """Run ``units`` of ``plan`` on Dask; call ``finished(records)`` for each one done.
+
+    Args:
+        plan: the sweep plan (picklable).
+        units: ``(setting, repeat)`` pairs.
+        finished: called in this process with each unit's records, as units finish.
+        client: a ``dask.distributed.Client``; if None, a local cluster of
+            ``workers`` processes (one thread each) is started and closed again.
+        workers: local worker processes when no client is given.
+        threads: torch threads per worker process.
+
+    Raises:
+        ValueError: if the task is not registered by name (workers could not load it).
+    """
+    from distributed import Client, LocalCluster, as_completed
+
+    from aihwkit_slicing.tasks import TASKS
+
+    if plan.task not in TASKS:
+        raise ValueError(f"task {plan.task!r} is not registered: Dask workers load tasks by "
+                         "name (aihwkit_slicing.tasks.register_task)")
+    cluster = None
+    if client is None:
+        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    futures = []
+    try:
+        futures = [client.submit(_run_unit_on_worker, plan, setting, repeat, threads,
+                                 pure=False, retries=RETRIES) for setting, repeat in units]
+        for future in as_completed(futures):
+            finished(future.result())
+    finally:
+        for future in futures:
+            future.cancel()
+        if cluster is not None:
+            client.close()
+            cluster.close()

@@ -1,0 +1,327 @@
+"""The sweep API: tidy self-describing records, reproducibility, agreement with floating
+point, per-layer tables, order and worker independence, resume."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from aihwkit_slicing import QuantizedSlicedConductanceConverter, seed_table
+from aihwkit_slicing.catalog import make_converter
+from aihwkit_slicing.metrics import weight_errors
+from aihwkit_slicing.plotting import plot_metric_vs_time
+from aihwkit_slicing.results import RECORD_FIELDS, SweepResult, format_time, read_records
+from aihwkit_slicing.rpu_configs import make_rpu_config
+from aihwkit_slicing.sweep import iter_times, run_sweep
+from aihwkit_slicing.tasks import digits_task
+from aihwkit_slicing.models.digits import accuracy, load_digits_model, load_digits_split
+
+
+def same_records(a, b):
+    """Equal record lists, NaN equal to NaN (not applicable fields are NaN)."""
+    def plain(records):
+        return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
+                 for k, v in r.items()} for r in records]
+    return plain(a) == plain(b)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return digits_task()
+
+
+def test_bundled_digits_network_reaches_97_percent_in_floating_point():
+    _, _, x_test, y_test = load_digits_split()
+    assert len(x_test) == 540  # the fixed 30 % split
+    assert accuracy(load_digits_model(), x_test, y_test) >= 0.97
+
+
+def test_sweep_returns_one_record_per_table_noise_compensation_repeat_and_time(task):
+    result = run_sweep(task, tables=["aihwkit-1pair", "seed"], noise_models=["pcm", "hermes"],
+                       times=[1.0, 3600.0, 86400.0], repeats=2, compensation=[True, False],
+                       progress=False)
+    for record in result.records:
+        assert set(RECORD_FIELDS) == set(record)
+        assert math.isfinite(record["value"]) and record["value"] >= 0
+    accuracy_records = result.of_metric("accuracy")
+    assert len(accuracy_records) == 2 * 2 * 2 * 2 * 3
+    assert all(0.0 <= r["value"] <= 1.0 for r in accuracy_records)
+    assert {r["metric"] for r in result.records} == {"accuracy", "weight_rms_error",
+                                                     "weight_max_error"}
+    combos = {(r["table"], r["noise_model"], r["compensation"], r["t_inference"], r["repeat"],
+               r["metric"]) for r in result.records}
+    assert len(combos) == len(result.records)
+    assert {r["n_devices"] for r in result.records if r["table"] == "seed"} == {4.0}
+    summary = result.summary()
+    assert len(summary) == 2 * 2 * 2 * 3
+    assert all(row["repeats"] == 2 for row in summary)
+
+
+def test_sweep_is_reproducible_for_a_seed_and_changes_with_it(task):
+    kwargs = dict(tables=["seed"], times=[86400.0], repeats=2, progress=False)
+    first = run_sweep(task, seed=3, **kwargs)
+    second = run_sweep(task, seed=3, **kwargs)
+    other = run_sweep(task, seed=4, **kwargs)
+    assert first.records == second.records
+    assert ([r["value"] for r in first.of_metric("weight_rms_error")]
+            != [r["value"] for r in other.of_metric("weight_rms_error")])
+
+
+def test_without_noise_the_continuous_baseline_matches_floating_point_accuracy(task):
+    result = run_sweep(task, tables=["aihwkit-1pair"], noise_models=["none"],
+                       times=[1.0, 31536000.0], repeats=1, compensation=False, progress=False)
+    for record in result.of_metric("accuracy"):
+        assert record["value"] == pytest.approx(result.reference["accuracy"], abs=1e-12)
+    for record in result.of_metric("weight_rms_error"):
+        assert record["value"] < 1e-6
+
+
+def test_without_noise_a_table_scores_like_the_quantized_floating_point_model(task):
+    """The analog network with noise off equals the digital network with quantized weights."""
+    converter = QuantizedSlicedConductanceConverter.from_table(seed_table())
+    quantized = load_digits_model()
+    with torch.no_grad():
+        for module in quantized.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+                flat = module.weight.reshape(module.weight.shape[0], -1)
+                module.weight.copy_(converter.quantize(flat).reshape(module.weight.shape))
+    _, _, x_test, y_test = load_digits_split()
+    expected = accuracy(quantized, x_test, y_test)
+    result = run_sweep(task, tables=["seed"], noise_models=["none"], times=[1.0], repeats=1,
+                       compensation=False, scale="max", per_channel=False, progress=False)
+    assert result.of_metric()[0]["value"] == pytest.approx(expected, abs=1e-12)
+    assert expected < result.reference["accuracy"] + 1e-12
+
+
+def test_drift_lowers_uncompensated_weights_more_than_compensated(task):
+    result = run_sweep(task, tables=["aihwkit-1pair"], times=[31536000.0], repeats=1,
+                       compensation=[True, False], progress=False)
+    error = {r["compensation"]: r["value"] for r in result.of_metric("weight_rms_error")}
+    assert error[False] > 1.5 * error[True]
+
+
+def test_weight_errors_are_zero_before_any_noise():
+    from aihwkit.nn.conversion import convert_to_analog
+
+    model = load_digits_model()
+    config = make_rpu_config(make_converter("aihwkit-1pair"), "none", compensation=False)
+    analog = convert_to_analog(model, config, ensure_analog_root=True).eval()
+    analog.program_analog_weights()
+    stats = weight_errors(analog)
+    assert stats["weight_rms_error"] < 1e-6 and stats["weight_max_error"] < 1e-5
+
+
+def test_results_are_written_as_csv_and_png(task, tmp_path):
+    result = run_sweep(task, tables=["seed"], times=[1.0, 3600.0], repeats=2, progress=False)
+    csv_path = result.write_csv(tmp_path / "results.csv")
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].split(",") == RECORD_FIELDS
+    assert len(lines) == 1 + 2 * 2 * 3
+    assert same_records(read_records(csv_path), result.records)
+    plot_metric_vs_time(result, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
+    text = result.format_summary()
+    assert "seed" in text and "1 h" in text
+
+
+@pytest.mark.parametrize("bad", [[], [-1.0], [float("nan")], ["x"]])
+def test_sweep_rejects_bad_times(task, bad):
+    with pytest.raises(ValueError, match="times"):
+        run_sweep(task, tables=["seed"], times=bad, progress=False)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_sweep_rejects_bad_repeats(task, bad):
+    with pytest.raises(ValueError, match="repeats"):
+        run_sweep(task, tables=["seed"], times=[1.0], repeats=bad, progress=False)
+
+
+def test_sweep_rejects_unknown_tables_and_noise_models(task):
+    with pytest.raises(ValueError, match="unknown table 'nope'"):
+        run_sweep(task, tables=["nope"], times=[1.0], progress=False)
+    with pytest.raises(ValueError, match="unknown noise model 'nope'"):
+        run_sweep(task, tables=["seed"], noise_models=["nope"], times=[1.0], progress=False)
+
+
+def test_reram_noise_model_names_the_times_it_supports(task):
+    with pytest.raises(ValueError, match="only knows the times"):
+        run_sweep(task, tables=["seed"], noise_models=["reram"], times=[3600.0],
+                  progress=False)
+
+
+def test_rpu_config_presets():
+    converter = make_converter("seed")
+    ideal = make_rpu_config(converter)
+    assert ideal.forward.is_perfect and ideal.drift_compensation is not None
+    assert ideal.noise_model.g_converter == converter
+    realistic = make_rpu_config(converter, compensation=False, peripherals="realistic",
+                                mapping="column")
+    assert not realistic.forward.is_perfect and realistic.drift_compensation is None
+    assert realistic.mapping.weight_scaling_omega == 1.0
+    with pytest.raises(ValueError, match="peripherals"):
+        make_rpu_config(converter, peripherals="noisy")
+    with pytest.raises(ValueError, match="mapping"):
+        make_rpu_config(converter, mapping="row")
+
+
+def test_time_helpers():
+    assert [format_time(t) for t in (1, 3600, 86400, 2592000, 31536000, 315360000)] == [
+        "1 s", "1 h", "1 day", "1 month", "1 year", "10 years"]
+    assert list(iter_times("1, 3600")) == [1.0, 3600.0]
+    with pytest.raises(ValueError, match="'abc'"):
+        list(iter_times("1,abc"))
+
+
+def test_sweep_result_summary_keeps_mean_and_spread():
+    records = [dict(task="t", table="a", n_devices=2.0, n_levels=3.0, noise_model="pcm",
+                    compensation=True, peripherals="ideal", mapping="tensor", t_inference=1.0,
+                    repeat=i, metric="accuracy", value=v) for i, v in enumerate([0.5, 0.7])]
+    row = SweepResult(records, {"accuracy": 1.0}, "accuracy", "t", [1.0]).summary()[0]
+    assert row["value_mean"] == pytest.approx(0.6)
+    assert row["value_std"] == pytest.approx(0.1414213562, rel=1e-6)
+
+
+def test_noise_model_classes_and_numpy_times_are_accepted(task):
+    import numpy as np
+    from aihwkit.inference import PCMLikeNoiseModel
+
+    config = make_rpu_config(make_converter("seed"), PCMLikeNoiseModel)
+    assert isinstance(config.noise_model.g_converter, type(make_converter("seed")))
+    result = run_sweep(task, tables=["seed"], times=np.array([1.0, 3600.0]),
+                       repeats=np.int64(1), progress=False)
+    assert len(result.of_metric()) == 2
+
+
+def test_two_tables_with_the_same_name_are_refused(task):
+    with pytest.raises(ValueError, match="both called 'seed'"):
+        run_sweep(task, tables=[seed_table(), seed_table()], times=[1.0], progress=False)
+
+
+# ================================================ records independent of order and workers
+SMALL = dict(tables=["aihwkit-1pair", "seed"], times=[1.0, 3600.0], repeats=2, progress=False)
+
+
+def by_key(records):
+    """Records keyed by everything that identifies them (for order-free comparison)."""
+    return {(r["table"], r["noise_model"], r["compensation"], r["repeat"], r["t_inference"],
+             r["metric"]): r["value"] for r in records}
+
+
+def test_records_do_not_depend_on_the_order_or_number_of_times_or_tables(task):
+    """Finding 8 of the trust issue: --times 1,3600 and 3600,1 gave different records."""
+    base = run_sweep(task, **SMALL)
+    reordered = run_sweep(task, **dict(SMALL, times=[3600.0, 1.0]))
+    more = run_sweep(task, **dict(SMALL, times=[1.0, 86400.0, 3600.0],
+                                  tables=["seed", "1x4lvl", "aihwkit-1pair"]))
+    assert by_key(base.records) == by_key(reordered.records)
+    extended = by_key(more.records)
+    assert all(extended[key] == value for key, value in by_key(base.records).items())
+
+
+def test_records_carry_every_setting_and_the_versions(task):
+    import aihwkit
+
+    result = run_sweep(task, tables=["seed"], times=[1.0], repeats=1, scale="percentile",
+                       percentile=99.0, per_channel=False, noise_models={
+                           "quiet-pcm": __import__("aihwkit").inference.PCMLikeNoiseModel(
+                               read_noise_scale=0.5)}, progress=False)
+    record = result.of_metric()[0]
+    assert record["scale"] == "percentile" and record["percentile"] == 99.0
+    assert record["per_channel"] is False and record["level_noise"] == ""
+    assert record["noise_model"] == "quiet-pcm"
+    assert json.loads(record["noise_params"]) == {"read_noise_scale": 0.5}
+    assert record["table_hash"] == seed_table().content_hash()
+    assert record["seed"] == 0 and record["device"] == "cpu"
+    assert record["aihwkit"] == aihwkit.__version__ and record["torch"] == torch.__version__
+    assert record["rpu_config"] == "TorchInferenceRPUConfig"
+
+
+def test_to_pandas_gives_one_row_per_record(task):
+    result = run_sweep(task, tables=["seed"], times=[1.0], repeats=1, progress=False)
+    frame = result.to_pandas()
+    assert list(frame.columns) == RECORD_FIELDS and len(frame) == len(result.records)
+
+
+def test_per_layer_tables_on_the_digits_cnn(task):
+    assignment = {"features": "seed", "*": "4x4lvl-base"}
+    result = run_sweep(task, tables=[assignment], times=[1.0], repeats=1, progress=False)
+    record = result.of_metric()[0]
+    assert record["table"] == "features=seed,*=4x4lvl-base"
+    weights = {name: m.weight.numel() for name, m in task.model.named_modules()
+               if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))}
+    conv = sum(n for name, n in weights.items() if name.startswith("features"))
+    expected = (4 * conv + 8 * (sum(weights.values()) - conv)) / sum(weights.values())
+    assert record["n_devices"] == pytest.approx(expected)
+    # every layer really got its table
+    from aihwkit_slicing.assignment import TableAssignment
+    from aihwkit_slicing.sweep import SweepPlan, Setting
+
+    plan = SweepPlan(task="digits", metric="accuracy",
+                     tables={"a": TableAssignment(assignment)}, noise_models={"pcm": "pcm"},
+                     compensations=[True], times=[1.0], repeats=1, seed=0)
+    analog = plan.analog_model(task.model, Setting("a", "pcm", True))
+    tables = {name: tile.rpu_config.noise_model.g_converter.table.name
+              for name, tile in analog.named_analog_tiles()}
+    assert {t for n, t in tables.items() if "features" in n} == {"seed"}
+    assert {t for n, t in tables.items() if "classifier" in n} == {"4x4lvl-base"}
+
+
+def test_a_layer_no_rule_matches_is_named(task):
+    with pytest.raises(ValueError, match="no table is assigned to layer 'classifier.1'"):
+        run_sweep(task, tables=[{"features": "seed"}], times=[1.0], repeats=1, progress=False)
+
+
+def test_two_worker_dask_cluster_gives_the_records_of_the_in_process_run(task):
+    in_process = run_sweep(task, threads=1, **SMALL)
+    on_dask = run_sweep(task, workers=2, threads=1, **SMALL)
+    assert same_records(on_dask.records, in_process.records)
+
+
+def test_units_are_appended_as_they_finish_and_resume_skips_them(task, tmp_path):
+    out = tmp_path / "sweep"
+    full = run_sweep(task, out=out, **SMALL)
+    lines = (out / "results.csv").read_text().splitlines()
+    # drop the last unit and tear a line, as an interruption would
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "sweep.json").write_text((out / "sweep.json").read_text())
+    per_unit = (len(lines) - 1) // 4
+    (torn / "results.csv").write_text("\n".join(lines[: 1 + 3 * per_unit]) + "\n"
+                                      + lines[1 + 3 * per_unit][:20])
+    resumed = run_sweep(task, out=torn, resume=True, **SMALL)
+    assert same_records(read_records(torn / "results.csv"), read_records(out / "results.csv"))
+    assert same_records(resumed.records, full.records)
+
+
+def test_resume_refuses_a_folder_of_another_sweep(task, tmp_path):
+    run_sweep(task, out=tmp_path, **dict(SMALL, repeats=1))
+    with pytest.raises(ValueError, match="holds a sweep with other settings"):
+        run_sweep(task, out=tmp_path, resume=True, **dict(SMALL, repeats=1, tables=["seed"]))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_small_sweep_on_cuda_matches_the_cpu_in_accuracy(task):
+    cpu = run_sweep(task, tables=["seed"], times=[1.0], repeats=1, progress=False)
+    cuda = run_sweep(task, tables=["seed"], times=[1.0], repeats=1, device="cuda",
+                     progress=False)
+    assert cuda.of_metric()[0]["device"].startswith("cuda")
+    assert abs(cuda.of_metric()[0]["value"] - cpu.of_metric()[0]["value"]) < 0.05
+
+
+def test_noise_aware_clipping_is_recorded_and_needs_mse(task):
+    result = run_sweep(task, tables=["seed"], times=[86400.0], repeats=1,
+                       noise_aware=[86400.0], progress=False)
+    assert result.of_metric()[0]["level_noise"] == "86400"
+    with pytest.raises(ValueError, match="noise_aware needs scale='mse'"):
+        run_sweep(task, tables=["seed"], times=[1.0], noise_aware=[1.0], scale="max",
+                  progress=False)
+
+
+def test_each_noise_model_gets_default_times_it_supports(task):
+    from aihwkit_slicing.noise_models import default_times
+
+    assert default_times("reram") == [1.0, 86400.0, 172800.0]
+    result = run_sweep(task, tables=["aihwkit-1pair"], noise_models=["reram"], repeats=1,
+                       progress=False)
+    assert result.times == [1.0, 86400.0, 172800.0]
