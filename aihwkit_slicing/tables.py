@@ -218,6 +218,12 @@ class ProgrammingTable:
 
     # --------------------------------------------------------------- level grouping
     def _group_levels(self) -> None:
+        """Group the columns into levels with one sort of the column weights.
+
+        Sets ``_n_levels``, ``_level_of_column`` (the level of every column) and
+        ``_by_level``: all column indices ordered by level and, within a level, by
+        index, with ``_level_starts`` the position of each level's first column in it.
+        """
         u = self._column_weights
         order = np.argsort(u, kind="stable")
         tol = LEVEL_TOLERANCE * max(float(np.abs(u).max()), np.finfo(float).tiny)
@@ -233,14 +239,30 @@ class ProgrammingTable:
             )
         self._level_of_column = np.empty(len(u), dtype=np.int64)
         self._level_of_column[order] = group_of_sorted
+        # The stable sort already lists equal weights by ascending column index; only a
+        # level that merges weights closer than the tolerance may need re-sorting.
+        same_level = ~new_group[1:]
+        if np.all(order[1:][same_level] > order[:-1][same_level]):
+            self._by_level = order
+        else:
+            self._by_level = order[np.lexsort((order, group_of_sorted))]
+        self._level_starts = np.flatnonzero(new_group)
+        columns = self._by_level.tolist()
+        bounds = self._level_starts.tolist() + [len(columns)]
         self._encodings = tuple(
-            tuple(int(c) for c in np.sort(order[group_of_sorted == lv]))
-            for lv in range(self._n_levels)
+            tuple(columns[start:end]) for start, end in zip(bounds[:-1], bounds[1:])
         )
 
     def _select_by_rule(self, rule: str) -> Tuple[int, ...]:
+        """One column per level: the smallest ``(cost, tie-break..., index)`` key.
+
+        The key is the one :data:`ENCODING_RULES` documents. Its lexicographic minimum
+        per level is found one component at a time: every level keeps the columns that
+        reach the level's minimum of the component, until one column per level is left
+        (exact float comparisons, as a comparison of key tuples would make).
+        """
         if rule == "first":
-            return tuple(columns[0] for columns in self._encodings)
+            return tuple(self._by_level[self._level_starts].tolist())
         plus, minus = self._g[0::2], self._g[1::2]
         # cost summed pair by pair in a fixed order from (larger, smaller) conductance:
         # a column and its mirror (plus and minus swapped) get bit-identical costs
@@ -253,10 +275,19 @@ class ProgrammingTable:
         contribution = np.abs(np.asarray(self._f)[:, None] * (plus - minus))[::-1]
         high, low = np.maximum(plus, minus)[::-1], np.minimum(plus, minus)[::-1]
 
-        def key(c: int) -> Tuple[Any, ...]:
-            return (cost[c], tuple(contribution[:, c]), tuple(high[:, c]), tuple(low[:, c]), c)
-
-        return tuple(min(columns, key=key) for columns in self._encodings)
+        # candidates stay ordered by level, then by column index
+        candidates, starts = self._by_level, self._level_starts
+        for key in (cost, *contribution, *high, *low):
+            if len(candidates) == self._n_levels:
+                break
+            values = key[candidates]
+            sizes = np.diff(starts, append=len(candidates))
+            keep = values == np.repeat(np.minimum.reduceat(values, starts), sizes)
+            kept = np.add.reduceat(keep, starts, dtype=np.int64)  # >= 1 per level
+            candidates = candidates[keep]
+            starts = np.cumsum(kept) - kept
+        # remaining ties go to the lowest column index: the first candidate of each level
+        return tuple(candidates[starts].tolist())
 
     def _check_columns(self, columns: Any, name: str = "columns") -> Tuple[int, ...]:
         if hasattr(columns, "tolist"):
@@ -267,16 +298,19 @@ class ProgrammingTable:
             raise ValueError(
                 f"{name} must name one column per level ({self.n_levels}), got {len(columns)}"
             )
+        level_of_column = self._level_of_column.tolist()
         checked = []
-        for level_index, (c, allowed) in enumerate(zip(columns, self._encodings)):
+        for level_index, c in enumerate(columns):
             if isinstance(c, bool) or not isinstance(c, numbers.Integral):
                 raise ValueError(f"{name}[{level_index}] must be an integer index, got {c!r}")
-            if int(c) not in allowed:
+            index = int(c)
+            if not 0 <= index < len(level_of_column) or level_of_column[index] != level_index:
+                allowed = self._encodings[level_index]
                 raise ValueError(
                     f"{name}[{level_index}] = {c} does not encode level {level_index} "
                     f"({self._column_weights[allowed[0]]:g} uS); its columns are {list(allowed)}"
                 )
-            checked.append(int(c))
+            checked.append(index)
         return tuple(checked)
 
     # ------------------------------------------------------------------ properties
