@@ -81,6 +81,45 @@ def _as_rows(g_lst: Any) -> List[List[Any]]:
     return rows
 
 
+def _first_non_real(row: Sequence[Any]) -> Optional[int]:
+    """Index of the first entry of ``row`` that is not a real number, or None.
+
+    Checks each distinct type once (the common all-float row costs no Python loop over
+    its entries); only a row holding a non-real type is searched entry by entry.
+    """
+    types = set(map(type, row))
+    if all(issubclass(t, numbers.Real) and not issubclass(t, bool) for t in types):
+        return None
+    return next((j for j, value in enumerate(row) if not _is_real_number(value)), None)
+
+
+def _first_bad_conductance(values: np.ndarray) -> Optional[Tuple[int, ...]]:
+    """Index of the first NaN, infinite or negative entry in row-major order, or None."""
+    bad = ~np.isfinite(values)
+    bad |= values < 0
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), values.shape))
+
+
+def _raise_bad_conductance(index: Tuple[int, int], value: Any) -> None:
+    """Raise the ValueError for ``g_lst[i][j] = value`` (NaN, infinite or negative)."""
+    i, j = index
+    if not math.isfinite(value):
+        raise ValueError(f"g_lst[{i}][{j}] must be finite, got {value!r}")
+    raise ValueError(
+        f"g_lst[{i}][{j}] is a negative conductance ({value!r} uS); conductances must be >= 0"
+    )
+
+
+def _check_row_count(n_rows: int, n_pairs: int) -> None:
+    if n_rows != 2 * n_pairs:
+        raise ValueError(
+            f"g_lst must have 2 rows per significance factor (2 * len(f_lst) = "
+            f"{2 * n_pairs}), got {n_rows} rows"
+        )
+
+
 def _validate_f_lst(f_lst: Any) -> Tuple[float, ...]:
     if hasattr(f_lst, "tolist") and not isinstance(f_lst, (list, tuple)):
         f_lst = f_lst.tolist()
@@ -173,33 +212,58 @@ class ProgrammingTable:
     # ------------------------------------------------------------------ validation
     @staticmethod
     def _validate_g_lst(g_lst: Any, n_pairs: int) -> np.ndarray:
+        """The ``2P x L`` conductances as a fresh C-ordered float64 array (microsiemens).
+
+        A 2-D numeric numpy array is checked as it is; anything else (nested
+        sequences, tensors, arrays of other dtypes) goes through :func:`_as_rows`.
+        Either way the first bad entry in row-major order is the one named.
+        """
+        if isinstance(g_lst, np.ndarray) and g_lst.ndim == 2 and g_lst.dtype.kind in "fiu":
+            _check_row_count(g_lst.shape[0], n_pairs)
+            if g_lst.shape[1] == 0:
+                raise ValueError("g_lst rows must not be empty, got row 0 = []")
+            g = np.array(g_lst, dtype=np.float64, order="C")
+            bad = _first_bad_conductance(g)
+            if bad is not None:
+                _raise_bad_conductance(bad, g_lst[bad].item())
+            g += 0.0  # turns -0.0 into 0.0
+            return g
+
         rows = _as_rows(g_lst)
-        if len(rows) != 2 * n_pairs:
-            raise ValueError(
-                f"g_lst must have 2 rows per significance factor (2 * len(f_lst) = "
-                f"{2 * n_pairs}), got {len(rows)} rows"
-            )
+        _check_row_count(len(rows), n_pairs)
         n_cols = len(rows[0])
         if n_cols == 0:
             raise ValueError("g_lst rows must not be empty, got row 0 = []")
-        for i, row in enumerate(rows):
-            if len(row) != n_cols:
-                raise ValueError(
-                    f"g_lst is ragged: row 0 has {n_cols} columns but row {i} has {len(row)}"
-                )
-            for j, value in enumerate(row):
-                if not _is_real_number(value):
-                    raise ValueError(
-                        f"g_lst[{i}][{j}] must be a real number of microsiemens, got {value!r}"
-                    )
-                if not math.isfinite(value):
-                    raise ValueError(f"g_lst[{i}][{j}] must be finite, got {value!r}")
-                if value < 0:
-                    raise ValueError(
-                        f"g_lst[{i}][{j}] is a negative conductance ({value!r} uS); "
-                        "conductances must be >= 0"
-                    )
-        return np.array(rows, dtype=np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0
+        # the rows up to the first ragged one, and in them up to the first non-number,
+        # are numbers: convert them at once and look for the first bad value there
+        ragged = next((i for i, row in enumerate(rows) if len(row) != n_cols), None)
+        n_rows = len(rows) if ragged is None else ragged
+        non_real = None
+        for i in range(n_rows):
+            j = _first_non_real(rows[i])
+            if j is not None:
+                non_real, n_rows = (i, j), i
+                break
+        g = np.array(rows[:n_rows], dtype=np.float64).reshape(n_rows, n_cols)
+        bad = _first_bad_conductance(g)
+        if bad is None and non_real is not None:
+            i, j = non_real
+            bad = _first_bad_conductance(np.array(rows[i][:j], dtype=np.float64))
+            bad = None if bad is None else (i, bad[0])
+        if bad is not None:
+            _raise_bad_conductance(bad, rows[bad[0]][bad[1]])
+        if non_real is not None:
+            i, j = non_real
+            raise ValueError(
+                f"g_lst[{i}][{j}] must be a real number of microsiemens, got {rows[i][j]!r}"
+            )
+        if ragged is not None:
+            raise ValueError(
+                f"g_lst is ragged: row 0 has {n_cols} columns but row {ragged} has "
+                f"{len(rows[ragged])}"
+            )
+        g += 0.0  # turns -0.0 into 0.0
+        return g
 
     def _check_range(self, g_min: Optional[float], g_max: Optional[float]) -> None:
         for bound, name, bad in (
