@@ -25,7 +25,6 @@ ready-made tables.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
 import numbers
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -643,9 +642,18 @@ def _signed_digit_columns(
             f"this table would have {n_columns} columns, more than the limit of "
             f"{MAX_COLUMNS} (2**20); use fewer pairs or fewer levels per device"
         )
-    # itertools.product varies the last pair fastest; reverse so pair 0 varies fastest.
-    combos = itertools.product(*reversed(pair_states))
-    g = np.array([[v for pair in reversed(c) for v in pair] for c in combos]).T
+    # Column c (before sorting) holds state (c // stride_k) % len(states_k) in pair k,
+    # stride_k = prod(len(states_m) for m < k): pair 0 varies fastest. The cells are
+    # built as L x 2P and transposed so that the sums below see the same memory layout
+    # (and so round the same way) as ever.
+    cells = np.empty((n_columns, 2 * len(pair_states)))
+    column = np.arange(n_columns)
+    stride = 1
+    for k, states in enumerate(pair_states):
+        state = (column // stride) % len(states)
+        cells[:, 2 * k : 2 * k + 2] = np.asarray(states, dtype=np.float64)[state]
+        stride *= len(states)
+    g = cells.T
     weights = np.asarray(f_lst) @ (g[0::2] - g[1::2])
     order = np.lexsort((g.sum(axis=0), weights))
     return g[:, order]
