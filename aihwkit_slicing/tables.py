@@ -199,12 +199,12 @@ class ProgrammingTable:
         self.name = name
 
         self._column_weights = np.asarray(self._f) @ (self._g[0::2] - self._g[1::2])
-        self._group_levels()
+        by_level, level_starts = self._group_levels()
         if explicit:
             self._selected = self._check_columns(encoding, "encoding")
             self.encoding: Union[str, List[int]] = list(self._selected)
         else:
-            self._selected = self._select_by_rule(encoding)
+            self._selected = self._select_by_rule(encoding, by_level, level_starts)
             self.encoding = encoding
         self._g.setflags(write=False)
 
@@ -280,12 +280,14 @@ class ProgrammingTable:
                 )
 
     # --------------------------------------------------------------- level grouping
-    def _group_levels(self) -> None:
+    def _group_levels(self) -> Tuple[np.ndarray, np.ndarray]:
         """Group the columns into levels with one sort of the column weights.
 
-        Sets ``_n_levels``, ``_level_of_column`` (the level of every column) and
-        ``_by_level``: all column indices ordered by level and, within a level, by
-        index, with ``_level_starts`` the position of each level's first column in it.
+        Sets ``_n_levels`` and ``_level_of_column`` (the level of every column).
+
+        Returns:
+            All column indices ordered by level and, within a level, by index; and the
+            position in that order where each level's columns start.
         """
         u = self._column_weights
         order = np.argsort(u, kind="stable")
@@ -306,26 +308,28 @@ class ProgrammingTable:
         # level that merges weights closer than the tolerance may need re-sorting.
         same_level = ~new_group[1:]
         if np.all(order[1:][same_level] > order[:-1][same_level]):
-            self._by_level = order
+            by_level = order
         else:
-            self._by_level = order[np.lexsort((order, group_of_sorted))]
-        self._level_starts = np.flatnonzero(new_group)
-        columns = self._by_level.tolist()
-        bounds = self._level_starts.tolist() + [len(columns)]
-        self._encodings = tuple(
-            tuple(columns[start:end]) for start, end in zip(bounds[:-1], bounds[1:])
-        )
+            by_level = order[np.lexsort((order, group_of_sorted))]
+        return by_level, np.flatnonzero(new_group)
 
-    def _select_by_rule(self, rule: str) -> Tuple[int, ...]:
+    def _select_by_rule(
+        self, rule: str, by_level: np.ndarray, level_starts: np.ndarray
+    ) -> Tuple[int, ...]:
         """One column per level: the smallest ``(cost, tie-break..., index)`` key.
 
         The key is the one :data:`ENCODING_RULES` documents. Its lexicographic minimum
         per level is found one component at a time: every level keeps the columns that
         reach the level's minimum of the component, until one column per level is left
         (exact float comparisons, as a comparison of key tuples would make).
+
+        Args:
+            rule: One of :data:`ENCODING_RULES`.
+            by_level, level_starts: The columns ordered by level, then index, and
+                where each level starts in that order (from :meth:`_group_levels`).
         """
         if rule == "first":
-            return tuple(self._by_level[self._level_starts].tolist())
+            return tuple(by_level[level_starts].tolist())
         plus, minus = self._g[0::2], self._g[1::2]
         # cost summed pair by pair in a fixed order from (larger, smaller) conductance:
         # a column and its mirror (plus and minus swapped) get bit-identical costs
@@ -339,7 +343,7 @@ class ProgrammingTable:
         high, low = np.maximum(plus, minus)[::-1], np.minimum(plus, minus)[::-1]
 
         # candidates stay ordered by level, then by column index
-        candidates, starts = self._by_level, self._level_starts
+        candidates, starts = by_level, level_starts
         for key in (cost, *contribution, *high, *low):
             if len(candidates) == self._n_levels:
                 break
@@ -368,7 +372,7 @@ class ProgrammingTable:
                 raise ValueError(f"{name}[{level_index}] must be an integer index, got {c!r}")
             index = int(c)
             if not 0 <= index < len(level_of_column) or level_of_column[index] != level_index:
-                allowed = self._encodings[level_index]
+                allowed = self.encodings[level_index]
                 raise ValueError(
                     f"{name}[{level_index}] = {c} does not encode level {level_index} "
                     f"({self._column_weights[allowed[0]]:g} uS); its columns are {list(allowed)}"
@@ -419,8 +423,21 @@ class ProgrammingTable:
 
     @property
     def encodings(self) -> Tuple[Tuple[int, ...], ...]:
-        """For each level (ascending), the indices of all columns that encode it."""
-        return self._encodings
+        """For each level (ascending), the indices of all columns that encode it.
+
+        Built on first use and cached: for a table of 10**6 columns these tuples of
+        Python ints take longer to make, and more memory, than the rest of the table.
+        """
+        encodings = self.__dict__.get("_encodings")
+        if encodings is None:
+            by_level = np.argsort(self._level_of_column, kind="stable").tolist()
+            ends = np.cumsum(np.bincount(self._level_of_column, minlength=self._n_levels))
+            starts = [0] + ends[:-1].tolist()
+            encodings = tuple(
+                tuple(by_level[start:end]) for start, end in zip(starts, ends.tolist())
+            )
+            self.__dict__["_encodings"] = encodings
+        return encodings
 
     @property
     def selected_columns(self) -> Tuple[int, ...]:
@@ -515,7 +532,7 @@ class ProgrammingTable:
                 lines.append(f"  ... {self.n_levels - 2 * half} more levels ...")
                 continue
             col = self._selected[lv]
-            others = [c for c in self._encodings[lv] if c != col]
+            others = [c for c in self.encodings[lv] if c != col]
             devs = "  ".join(f"{_fmt(g):<6s}" for g in self._g[:, col])
             lines.append(
                 f"  {_fmt(levels[lv]):>10s}   {col:>6d}   {devs}  "
@@ -586,6 +603,11 @@ class ProgrammingTable:
         if self.name is not None:
             args.append(f"name={self.name!r}")
         return f"ProgrammingTable({', '.join(args)})"
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_encodings", None)  # a cache, rebuilt on use; large for big tables
+        return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)

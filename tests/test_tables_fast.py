@@ -454,3 +454,14 @@ def test_single_pair_and_first_rule_follow_table_order():
     assert_matches_reference(table)
     reversed_g = bit_sliced(2, 3).conductances[:, ::-1]
     assert_matches_reference(ProgrammingTable([1.0, 3.0], reversed_g, encoding="first"))
+
+
+def test_encodings_are_a_cache_that_pickles_leave_out_and_old_pickles_keep():
+    table = bit_sliced(2, 3)
+    encodings = table.encodings
+    assert "_encodings" not in pickle.loads(pickle.dumps(table)).__dict__
+    # a table pickled before encodings became lazy carries them in its state
+    old_state = dict(table.__dict__, _encodings=encodings)
+    old = ProgrammingTable.__new__(ProgrammingTable)
+    old.__setstate__(old_state)
+    assert old.encodings is encodings and old == table
