@@ -217,7 +217,8 @@ class ProgrammingTable:
         sequences, tensors, arrays of other dtypes) goes through :func:`_as_rows`.
         Either way the first bad entry in row-major order is the one named.
         """
-        if isinstance(g_lst, np.ndarray) and g_lst.ndim == 2 and g_lst.dtype.kind in "fiu":
+        # exactly ndarray: subclasses (masked arrays, matrices) convert through tolist()
+        if type(g_lst) is np.ndarray and g_lst.ndim == 2 and g_lst.dtype.kind in "fiu":
             _check_row_count(g_lst.shape[0], n_pairs)
             if g_lst.shape[1] == 0:
                 raise ValueError("g_lst rows must not be empty, got row 0 = []")

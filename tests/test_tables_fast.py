@@ -356,6 +356,7 @@ BAD_G_LST = {
     "array complex": np.array([[0, 1], [1, 0]], dtype=complex),
     "array object": np.array([[0, None], [1, 0]], dtype=object),
     "array object negative": np.array([[0, 1], [-2, 0]], dtype=object),
+    "masked array": np.ma.masked_array([[0.0, 1.0], [1.0, 0.0]], mask=[[0, 1], [0, 0]]),
 }
 
 
