@@ -28,6 +28,7 @@ demo: $(BASE)
 bench: $(FULL)
 	$(PY) benchmarks/bench_convert.py
 	$(PY) benchmarks/bench_fidelity.py
+	$(PY) benchmarks/bench_tables.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

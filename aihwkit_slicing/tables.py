@@ -25,11 +25,10 @@ ready-made tables.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import math
-import os
 import numbers
+import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -86,6 +85,45 @@ def _as_rows(g_lst: Any) -> List[List[Any]]:
             )
         rows.append(list(row))
     return rows
+
+
+def _first_non_real(row: Sequence[Any]) -> Optional[int]:
+    """Index of the first entry of ``row`` that is not a real number, or None.
+
+    Checks each distinct type once (the common all-float row costs no Python loop over
+    its entries); only a row holding a non-real type is searched entry by entry.
+    """
+    types = set(map(type, row))
+    if all(issubclass(t, numbers.Real) and not issubclass(t, bool) for t in types):
+        return None
+    return next((j for j, value in enumerate(row) if not _is_real_number(value)), None)
+
+
+def _first_bad_conductance(values: np.ndarray) -> Optional[Tuple[int, ...]]:
+    """Index of the first NaN, infinite or negative entry in row-major order, or None."""
+    bad = ~np.isfinite(values)
+    bad |= values < 0
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), values.shape))
+
+
+def _raise_bad_conductance(index: Tuple[int, int], value: Any) -> None:
+    """Raise the ValueError for ``g_lst[i][j] = value`` (NaN, infinite or negative)."""
+    i, j = index
+    if not math.isfinite(value):
+        raise ValueError(f"g_lst[{i}][{j}] must be finite, got {value!r}")
+    raise ValueError(
+        f"g_lst[{i}][{j}] is a negative conductance ({value!r} uS); conductances must be >= 0"
+    )
+
+
+def _check_row_count(n_rows: int, n_pairs: int) -> None:
+    if n_rows != 2 * n_pairs:
+        raise ValueError(
+            f"g_lst must have 2 rows per significance factor (2 * len(f_lst) = "
+            f"{2 * n_pairs}), got {n_rows} rows"
+        )
 
 
 def _validate_f_lst(f_lst: Any) -> Tuple[float, ...]:
@@ -168,45 +206,71 @@ class ProgrammingTable:
         self.name = name
 
         self._column_weights = np.asarray(self._f) @ (self._g[0::2] - self._g[1::2])
-        self._group_levels()
+        by_level, level_starts = self._group_levels()
         if explicit:
             self._selected = self._check_columns(encoding, "encoding")
             self.encoding: Union[str, List[int]] = list(self._selected)
         else:
-            self._selected = self._select_by_rule(encoding)
+            self._selected = self._select_by_rule(encoding, by_level, level_starts)
             self.encoding = encoding
         self._g.setflags(write=False)
 
     # ------------------------------------------------------------------ validation
     @staticmethod
     def _validate_g_lst(g_lst: Any, n_pairs: int) -> np.ndarray:
+        """The ``2P x L`` conductances as a fresh C-ordered float64 array (microsiemens).
+
+        A 2-D numeric numpy array is checked as it is; anything else (nested
+        sequences, tensors, arrays of other dtypes) goes through :func:`_as_rows`.
+        Either way the first bad entry in row-major order is the one named.
+        """
+        # exactly ndarray: subclasses (masked arrays, matrices) convert through tolist()
+        if type(g_lst) is np.ndarray and g_lst.ndim == 2 and g_lst.dtype.kind in "fiu":
+            _check_row_count(g_lst.shape[0], n_pairs)
+            if g_lst.shape[1] == 0:
+                raise ValueError("g_lst rows must not be empty, got row 0 = []")
+            g = np.array(g_lst, dtype=np.float64, order="C")
+            bad = _first_bad_conductance(g)
+            if bad is not None:
+                _raise_bad_conductance(bad, g_lst[bad].item())
+            g += 0.0  # turns -0.0 into 0.0
+            return g
+
         rows = _as_rows(g_lst)
-        if len(rows) != 2 * n_pairs:
-            raise ValueError(
-                f"g_lst must have 2 rows per significance factor (2 * len(f_lst) = "
-                f"{2 * n_pairs}), got {len(rows)} rows"
-            )
+        _check_row_count(len(rows), n_pairs)
         n_cols = len(rows[0])
         if n_cols == 0:
             raise ValueError("g_lst rows must not be empty, got row 0 = []")
-        for i, row in enumerate(rows):
-            if len(row) != n_cols:
-                raise ValueError(
-                    f"g_lst is ragged: row 0 has {n_cols} columns but row {i} has {len(row)}"
-                )
-            for j, value in enumerate(row):
-                if not _is_real_number(value):
-                    raise ValueError(
-                        f"g_lst[{i}][{j}] must be a real number of microsiemens, got {value!r}"
-                    )
-                if not math.isfinite(value):
-                    raise ValueError(f"g_lst[{i}][{j}] must be finite, got {value!r}")
-                if value < 0:
-                    raise ValueError(
-                        f"g_lst[{i}][{j}] is a negative conductance ({value!r} uS); "
-                        "conductances must be >= 0"
-                    )
-        return np.array(rows, dtype=np.float64) + 0.0  # + 0.0 turns -0.0 into 0.0
+        # the rows up to the first ragged one, and in them up to the first non-number,
+        # are numbers: convert them at once and look for the first bad value there
+        ragged = next((i for i, row in enumerate(rows) if len(row) != n_cols), None)
+        n_rows = len(rows) if ragged is None else ragged
+        non_real = None
+        for i in range(n_rows):
+            j = _first_non_real(rows[i])
+            if j is not None:
+                non_real, n_rows = (i, j), i
+                break
+        g = np.array(rows[:n_rows], dtype=np.float64).reshape(n_rows, n_cols)
+        bad = _first_bad_conductance(g)
+        if bad is None and non_real is not None:
+            i, j = non_real
+            bad = _first_bad_conductance(np.array(rows[i][:j], dtype=np.float64))
+            bad = None if bad is None else (i, bad[0])
+        if bad is not None:
+            _raise_bad_conductance(bad, rows[bad[0]][bad[1]])
+        if non_real is not None:
+            i, j = non_real
+            raise ValueError(
+                f"g_lst[{i}][{j}] must be a real number of microsiemens, got {rows[i][j]!r}"
+            )
+        if ragged is not None:
+            raise ValueError(
+                f"g_lst is ragged: row 0 has {n_cols} columns but row {ragged} has "
+                f"{len(rows[ragged])}"
+            )
+        g += 0.0  # turns -0.0 into 0.0
+        return g
 
     def _check_range(self, g_min: Optional[float], g_max: Optional[float]) -> None:
         for bound, name, bad in (
@@ -224,7 +288,15 @@ class ProgrammingTable:
                 )
 
     # --------------------------------------------------------------- level grouping
-    def _group_levels(self) -> None:
+    def _group_levels(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Group the columns into levels with one sort of the column weights.
+
+        Sets ``_n_levels`` and ``_level_of_column`` (the level of every column).
+
+        Returns:
+            All column indices ordered by level and, within a level, by index; and the
+            position in that order where each level's columns start.
+        """
         u = self._column_weights
         order = np.argsort(u, kind="stable")
         tol = LEVEL_TOLERANCE * max(float(np.abs(u).max()), np.finfo(float).tiny)
@@ -240,14 +312,32 @@ class ProgrammingTable:
             )
         self._level_of_column = np.empty(len(u), dtype=np.int64)
         self._level_of_column[order] = group_of_sorted
-        self._encodings = tuple(
-            tuple(int(c) for c in np.sort(order[group_of_sorted == lv]))
-            for lv in range(self._n_levels)
-        )
+        # The stable sort already lists equal weights by ascending column index; only a
+        # level that merges weights closer than the tolerance may need re-sorting.
+        same_level = ~new_group[1:]
+        if np.all(order[1:][same_level] > order[:-1][same_level]):
+            by_level = order
+        else:
+            by_level = order[np.lexsort((order, group_of_sorted))]
+        return by_level, np.flatnonzero(new_group)
 
-    def _select_by_rule(self, rule: str) -> Tuple[int, ...]:
+    def _select_by_rule(
+        self, rule: str, by_level: np.ndarray, level_starts: np.ndarray
+    ) -> Tuple[int, ...]:
+        """One column per level: the smallest ``(cost, tie-break..., index)`` key.
+
+        The key is the one :data:`ENCODING_RULES` documents. Its lexicographic minimum
+        per level is found one component at a time: every level keeps the columns that
+        reach the level's minimum of the component, until one column per level is left
+        (exact float comparisons, as a comparison of key tuples would make).
+
+        Args:
+            rule: One of :data:`ENCODING_RULES`.
+            by_level, level_starts: The columns ordered by level, then index, and
+                where each level starts in that order (from :meth:`_group_levels`).
+        """
         if rule == "first":
-            return tuple(columns[0] for columns in self._encodings)
+            return tuple(by_level[level_starts].tolist())
         plus, minus = self._g[0::2], self._g[1::2]
         # cost summed pair by pair in a fixed order from (larger, smaller) conductance:
         # a column and its mirror (plus and minus swapped) get bit-identical costs
@@ -260,10 +350,19 @@ class ProgrammingTable:
         contribution = np.abs(np.asarray(self._f)[:, None] * (plus - minus))[::-1]
         high, low = np.maximum(plus, minus)[::-1], np.minimum(plus, minus)[::-1]
 
-        def key(c: int) -> Tuple[Any, ...]:
-            return (cost[c], tuple(contribution[:, c]), tuple(high[:, c]), tuple(low[:, c]), c)
-
-        return tuple(min(columns, key=key) for columns in self._encodings)
+        # candidates stay ordered by level, then by column index
+        candidates, starts = by_level, level_starts
+        for key in (cost, *contribution, *high, *low):
+            if len(candidates) == self._n_levels:
+                break
+            values = key[candidates]
+            sizes = np.diff(starts, append=len(candidates))
+            keep = values == np.repeat(np.minimum.reduceat(values, starts), sizes)
+            kept = np.add.reduceat(keep, starts, dtype=np.int64)  # >= 1 per level
+            candidates = candidates[keep]
+            starts = np.cumsum(kept) - kept
+        # remaining ties go to the lowest column index: the first candidate of each level
+        return tuple(candidates[starts].tolist())
 
     def _check_columns(self, columns: Any, name: str = "columns") -> Tuple[int, ...]:
         if hasattr(columns, "tolist"):
@@ -274,16 +373,19 @@ class ProgrammingTable:
             raise ValueError(
                 f"{name} must name one column per level ({self.n_levels}), got {len(columns)}"
             )
+        level_of_column = self._level_of_column.tolist()
         checked = []
-        for level_index, (c, allowed) in enumerate(zip(columns, self._encodings)):
+        for level_index, c in enumerate(columns):
             if isinstance(c, bool) or not isinstance(c, numbers.Integral):
                 raise ValueError(f"{name}[{level_index}] must be an integer index, got {c!r}")
-            if int(c) not in allowed:
+            index = int(c)
+            if not 0 <= index < len(level_of_column) or level_of_column[index] != level_index:
+                allowed = self.encodings[level_index]
                 raise ValueError(
                     f"{name}[{level_index}] = {c} does not encode level {level_index} "
                     f"({self._column_weights[allowed[0]]:g} uS); its columns are {list(allowed)}"
                 )
-            checked.append(int(c))
+            checked.append(index)
         return tuple(checked)
 
     # ------------------------------------------------------------------ properties
@@ -329,8 +431,21 @@ class ProgrammingTable:
 
     @property
     def encodings(self) -> Tuple[Tuple[int, ...], ...]:
-        """For each level (ascending), the indices of all columns that encode it."""
-        return self._encodings
+        """For each level (ascending), the indices of all columns that encode it.
+
+        Built on first use and cached: for a table of 10**6 columns these tuples of
+        Python ints take longer to make, and more memory, than the rest of the table.
+        """
+        encodings = self.__dict__.get("_encodings")
+        if encodings is None:
+            by_level = np.argsort(self._level_of_column, kind="stable").tolist()
+            ends = np.cumsum(np.bincount(self._level_of_column, minlength=self._n_levels))
+            starts = [0] + ends[:-1].tolist()
+            encodings = tuple(
+                tuple(by_level[start:end]) for start, end in zip(starts, ends.tolist())
+            )
+            self.__dict__["_encodings"] = encodings
+        return encodings
 
     @property
     def selected_columns(self) -> Tuple[int, ...]:
@@ -425,7 +540,7 @@ class ProgrammingTable:
                 lines.append(f"  ... {self.n_levels - 2 * half} more levels ...")
                 continue
             col = self._selected[lv]
-            others = [c for c in self._encodings[lv] if c != col]
+            others = [c for c in self.encodings[lv] if c != col]
             devs = "  ".join(f"{_fmt(g):<6s}" for g in self._g[:, col])
             lines.append(
                 f"  {_fmt(levels[lv]):>10s}   {col:>6d}   {devs}  "
@@ -531,6 +646,11 @@ class ProgrammingTable:
             args.append(f"name={self.name!r}")
         return f"ProgrammingTable({', '.join(args)})"
 
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_encodings", None)  # a cache, rebuilt on use; large for big tables
+        return state
+
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._g.setflags(write=False)
@@ -586,12 +706,23 @@ def _signed_digit_columns(
             f"this table would have {n_columns} columns, more than the limit of "
             f"{MAX_COLUMNS} (2**20); use fewer pairs or fewer levels per device"
         )
-    # itertools.product varies the last pair fastest; reverse so pair 0 varies fastest.
-    combos = itertools.product(*reversed(pair_states))
-    g = np.array([[v for pair in reversed(c) for v in pair] for c in combos]).T
+    # Every combination of pair states, pair 0 varying fastest (the order
+    # itertools.product over the reversed pairs gave): a C-ordered array indexed
+    # [state of pair P-1, ..., state of pair 0, device] gets each pair's states by
+    # broadcasting along its axis.
+    n_pairs = len(pair_states)
+    cells = np.empty([len(states) for states in reversed(pair_states)] + [2 * n_pairs])
+    for k, states in enumerate(pair_states):
+        shape = [1] * n_pairs + [2]
+        shape[n_pairs - 1 - k] = len(states)
+        cells[..., 2 * k : 2 * k + 2] = np.reshape(np.asarray(states, dtype=np.float64), shape)
+    cells = cells.reshape(n_columns, 2 * n_pairs)
+    # Summed over the transposed L x 2P array as before: the same memory layout rounds
+    # the weights and totals the same way, so ties sort as before.
+    g = cells.T
     weights = np.asarray(f_lst) @ (g[0::2] - g[1::2])
     order = np.lexsort((g.sum(axis=0), weights))
-    return g[:, order]
+    return np.take(cells, order, axis=0).T  # take: a faster row gather than cells[order]
 
 
 def _significances(

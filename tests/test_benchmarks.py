@@ -35,3 +35,9 @@ def test_quickstart_example_runs(capsys):
     runpy.run_path(str(BENCHMARKS.parent / "examples" / "quickstart.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert out.count("accuracy") >= 12 and "table seed" in out
+
+
+def test_bench_tables_quick_checks_against_the_reference_and_prints_ratios(capsys):
+    assert load("bench_tables").main(["--quick", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "reference/new" in out and "bit_sliced(4, 4)" in out
