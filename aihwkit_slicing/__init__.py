@@ -21,6 +21,7 @@ from aihwkit_slicing.compat import warn_if_compiled_tile_broken
 warn_if_compiled_tile_broken()
 
 from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.version import __version__
 from aihwkit_slicing.digital import (
     AnalogSlicedConv2d,
     AnalogSlicedLinear,
@@ -38,9 +39,9 @@ from aihwkit_slicing.tables import (
     single_pair,
 )
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "AnalogSlicedConv2d",
     "AnalogSlicedLinear",
     "ProgrammingTable",

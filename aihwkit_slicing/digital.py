@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Type, Union
 
 import torch
@@ -54,6 +53,7 @@ from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
 from aihwkit_slicing.compat import check_compiled_tile
+from aihwkit_slicing.validation import is_integer, is_real_number
 
 #: Named significance rules (a list of factors is the third option).
 SIGNIFICANCE_MODES = ("equal", "binary")
@@ -63,14 +63,6 @@ SIGNIFICANCE_MODES = ("equal", "binary")
 MAX_BINARY_BITS = 52
 
 Significance = Union[str, Sequence[float]]
-
-
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class WeightSlicing:
@@ -122,7 +114,7 @@ class WeightSlicing:
         significance: Significance = "equal",
         bits_per_slice: Optional[int] = None,
     ):
-        if not _is_integer(n_slices):
+        if not is_integer(n_slices):
             raise TypeError(f"n_slices must be an integer, got {n_slices!r}")
         if n_slices < 1:
             raise ValueError(f"n_slices must be at least 1, got {n_slices!r}")
@@ -144,7 +136,7 @@ class WeightSlicing:
             )
         if self.significance == "binary":
             bits = 1 if bits_per_slice is None else bits_per_slice
-            if not _is_integer(bits):
+            if not is_integer(bits):
                 raise TypeError(f"bits_per_slice must be an integer, got {bits!r}")
             if bits < 1:
                 raise ValueError(f"bits_per_slice must be at least 1, got {bits!r}")
@@ -172,7 +164,7 @@ class WeightSlicing:
                 f"got {len(factors)} factors: {list(factors)!r}"
             )
         for k, factor in enumerate(factors):
-            if not _is_real(factor):
+            if not is_real_number(factor):
                 raise TypeError(f"significance[{k}] must be a real number, got {factor!r}")
             if not math.isfinite(factor) or factor <= 0:
                 raise ValueError(
@@ -320,7 +312,7 @@ def _check_rpu_config(rpu_config: Optional[RPUConfigBase]) -> RPUConfigBase:
 def _positive_sizes(**sizes: Any) -> Tuple[int, ...]:
     """The given layer sizes as ints; ``ValueError`` naming one that is not >= 1."""
     for name, value in sizes.items():
-        if not _is_integer(value) or value < 1:
+        if not is_integer(value) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return tuple(int(value) for value in sizes.values())
 
@@ -670,11 +662,11 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
 
     @staticmethod
     def _pair(name: str, value: Any, minimum: int) -> Tuple[int, int]:
-        pair = (value, value) if _is_integer(value) else value
+        pair = (value, value) if is_integer(value) else value
         if (
             not isinstance(pair, (tuple, list))
             or len(pair) != 2
-            or not all(_is_integer(v) and v >= minimum for v in pair)
+            or not all(is_integer(v) and v >= minimum for v in pair)
         ):
             raise ValueError(
                 f"{name} must be an integer >= {minimum} or a pair of them, got {value!r}"

@@ -1,6 +1,6 @@
 """Sweeps on a Dask cluster: every unit (a setting and a repeat) is one task.
 
-:func:`run_units` submits the units of a :class:`~aihwkit_slicing.sweep.SweepPlan` to
+:func:`run_units` submits the units of a :class:`~aihwkit_slicing.sweep_plan.SweepPlan` to
 a ``dask.distributed.Client``, given or started here as a local cluster of worker
 processes, and hands each finished unit's records back in the calling process (which
 alone writes the results file, so every record lands there exactly once).
@@ -11,7 +11,7 @@ alone writes the results file, so every record lands there exactly once).
   module the workers import too.
 * A unit whose worker dies is run again elsewhere (``retries``).
 * Records do not depend on which worker ran a unit or when: each unit seeds itself
-  (:func:`aihwkit_slicing.sweep.stable_seed`).
+  (:func:`aihwkit_slicing.sweep_plan.stable_seed`).
 
 Dask is optional (``pip install 'aihwkit-slicing[dask]'``); a sweep without
 ``client=``/``workers=`` never imports it.
@@ -57,7 +57,7 @@ def _run_unit_on_worker(plan: Any, setting: Any, repeat: int, threads: int
                         ) -> List[Dict[str, Any]]:
     import torch
 
-    from aihwkit_slicing.sweep import run_unit
+    from aihwkit_slicing.sweep_plan import run_unit
 
     torch.set_num_threads(threads)
     return run_unit(_task(plan.task), plan, setting, repeat)

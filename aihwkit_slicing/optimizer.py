@@ -39,9 +39,9 @@ from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.encodings import optimize_encodings, per_time_noise
 from aihwkit_slicing.quantize import LevelNoise
 from aihwkit_slicing.scaling import compute_scaling
+from aihwkit_slicing.validation import check_count
 from aihwkit_slicing.tables import (
     ProgrammingTable,
-    _check_count,
     bit_sliced,
     equal_significance,
 )
@@ -283,8 +283,8 @@ def optimize_table(
     """
     if not times:
         raise ValueError("times must name at least one inference time")
-    n_pairs = _check_count("n_pairs", n_pairs, 1)
-    device_levels = _check_count("device_levels", device_levels, 2)
+    n_pairs = check_count("n_pairs", n_pairs, 1)
+    device_levels = check_count("device_levels", device_levels, 2)
     start = time.perf_counter()
     matrices = _sample_rows(weight_matrices(weights), MAX_ROWS, seed)
     scored: List[Tuple[float, str, ProgrammingTable, QuantizedSlicedConductanceConverter]] = []

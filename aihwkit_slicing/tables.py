@@ -33,6 +33,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from aihwkit_slicing.validation import (
+    check_count,
+    check_device_range,
+    check_fraction,
+    is_real_number,
+)
+
 #: A builder refuses to produce a table with more columns than this.
 MAX_COLUMNS = 2**20
 
@@ -61,10 +68,6 @@ _TABLE_KEYS = {"format", "version", "name", "f_lst", "g_lst", "g_min", "g_max", 
 LEVEL_TOLERANCE = 1e-9
 
 Number = Union[int, float]
-
-
-def _is_real_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _as_rows(g_lst: Any) -> List[List[Any]]:
@@ -96,7 +99,7 @@ def _first_non_real(row: Sequence[Any]) -> Optional[int]:
     types = set(map(type, row))
     if all(issubclass(t, numbers.Real) and not issubclass(t, bool) for t in types):
         return None
-    return next((j for j, value in enumerate(row) if not _is_real_number(value)), None)
+    return next((j for j, value in enumerate(row) if not is_real_number(value)), None)
 
 
 def _first_bad_conductance(values: np.ndarray) -> Optional[Tuple[int, ...]]:
@@ -136,21 +139,11 @@ def _validate_f_lst(f_lst: Any) -> Tuple[float, ...]:
     if len(f_lst) == 0:
         raise ValueError("f_lst must hold at least one significance factor, got []")
     for k, f in enumerate(f_lst):
-        if not _is_real_number(f):
+        if not is_real_number(f):
             raise ValueError(f"f_lst[{k}] must be a real number, got {f!r}")
         if not math.isfinite(f) or f <= 0:
             raise ValueError(f"f_lst[{k}] must be a positive finite number, got {f!r}")
     return tuple(float(f) for f in f_lst)
-
-
-def _validate_bound(name: str, value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    if not _is_real_number(value) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number of microsiemens, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value!r}")
-    return float(value)
 
 
 class ProgrammingTable:
@@ -188,10 +181,7 @@ class ProgrammingTable:
     ):
         self._f = _validate_f_lst(f_lst)
         self._g = self._validate_g_lst(g_lst, len(self._f))
-        g_min = _validate_bound("g_min", g_min)
-        g_max = _validate_bound("g_max", g_max)
-        if g_min is not None and g_max is not None and g_min >= g_max:
-            raise ValueError(f"g_min must be below g_max, got g_min={g_min}, g_max={g_max}")
+        g_min, g_max = check_device_range(g_min, g_max, required=False)
         self._check_range(g_min, g_max)
         self._g_min_given, self._g_max_given = g_min, g_max
         self.g_min = float(self._g.min()) if g_min is None else g_min
@@ -488,19 +478,6 @@ class ProgrammingTable:
         table.__dict__.pop("_key", None)
         return table
 
-    def optimize_encodings(
-        self, noise_model: Any = "pcm", t_inference: float = 86400.0, n_samples: int = 2000,
-        seed: int = 0, compensation: bool = True,
-    ) -> "ProgrammingTable":
-        """Per level, the redundant encoding with the least expected weight error.
-
-        Monte Carlo through the noise model's own programming and drift methods; see
-        :func:`aihwkit_slicing.encodings.optimize_encodings`.
-        """
-        from aihwkit_slicing.encodings import optimize_encodings
-
-        return optimize_encodings(self, noise_model, t_inference, n_samples, seed, compensation)
-
     def with_name(self, name: str) -> "ProgrammingTable":
         """Return a copy with another :attr:`name`."""
         table = self._copy()
@@ -673,10 +650,7 @@ def seed_table(g_min: Number = 0.0, g_max: Number = 25.0) -> ProgrammingTable:
         [0, 0, 0, 0, 0, 1, 1],  # gp1
         [1, 1, 0, 0, 0, 0, 0],  # gm1
     ]
-    g_min = _validate_bound("g_min", g_min)
-    g_max = _validate_bound("g_max", g_max)
-    if g_min is None or g_max is None or g_min >= g_max:
-        raise ValueError(f"g_min must be below g_max, got g_min={g_min}, g_max={g_max}")
+    g_min, g_max = check_device_range(g_min, g_max)
     g_lst = [[g_max if v else g_min for v in row] for row in pattern]
     return ProgrammingTable([1, 2], g_lst, g_min=g_min, g_max=g_max, name="seed")
 
@@ -748,12 +722,6 @@ def _significances(
     return factors
 
 
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def bit_sliced(
     n_pairs: int,
     levels_per_device: int,
@@ -788,14 +756,10 @@ def bit_sliced(
         ValueError: for bad arguments, or if the table would exceed
             :data:`MAX_COLUMNS` columns (the message gives the count).
     """
-    n_pairs = _check_count("n_pairs", n_pairs, 1)
-    n = _check_count("levels_per_device", levels_per_device, 2)
-    g_min = _validate_bound("g_min", g_min)
-    g_max = _validate_bound("g_max", g_max)
-    if g_min is None or g_max is None or g_min >= g_max:
-        raise ValueError(f"g_min must be below g_max, got g_min={g_min}, g_max={g_max}")
-    if not _is_real_number(g_max_fraction) or not 0 < g_max_fraction <= 1:
-        raise ValueError(f"g_max_fraction must lie in (0, 1], got {g_max_fraction!r}")
+    n_pairs = check_count("n_pairs", n_pairs, 1)
+    n = check_count("levels_per_device", levels_per_device, 2)
+    g_min, g_max = check_device_range(g_min, g_max)
+    g_max_fraction = check_fraction("g_max_fraction", g_max_fraction)
     f_lst = _significances(significance, n_pairs, n)
     n_columns = (2 * n - 1) ** n_pairs
     if n_columns > MAX_COLUMNS:
@@ -832,7 +796,7 @@ def equal_significance(
             ``"fill"``: one column per level, pairs filled one after the other from
             pair 0 (like aihwkit's ``NPairConductanceConverter``);
             ``"spread"``: one column per level, the digits as equal as possible;
-            ``"fill+spread"``: both, so :meth:`ProgrammingTable.optimize_encodings`
+            ``"fill+spread"``: both, so :func:`aihwkit_slicing.encodings.optimize_encodings`
             can choose per level.
             The last three have ``2 * n_pairs * (n - 1) + 1`` levels at any
             ``levels_per_device`` and no column limit.
@@ -842,15 +806,10 @@ def equal_significance(
         return bit_sliced(n_pairs, levels_per_device, significance="equal", **kwargs)
     if columns not in EQUAL_COLUMNS:
         raise ValueError(f"columns must be one of {EQUAL_COLUMNS}, got {columns!r}")
-    n_pairs = _check_count("n_pairs", n_pairs, 1)
-    n = _check_count("levels_per_device", levels_per_device, 2)
-    g_min = _validate_bound("g_min", kwargs.pop("g_min", 0.0))
-    g_max = _validate_bound("g_max", kwargs.pop("g_max", 25.0))
-    if g_min is None or g_max is None or g_min >= g_max:
-        raise ValueError(f"g_min must be below g_max, got g_min={g_min}, g_max={g_max}")
-    fraction = kwargs.pop("g_max_fraction", 1.0)
-    if not _is_real_number(fraction) or not 0 < fraction <= 1:
-        raise ValueError(f"g_max_fraction must lie in (0, 1], got {fraction!r}")
+    n_pairs = check_count("n_pairs", n_pairs, 1)
+    n = check_count("levels_per_device", levels_per_device, 2)
+    g_min, g_max = check_device_range(kwargs.pop("g_min", 0.0), kwargs.pop("g_max", 25.0))
+    fraction = check_fraction("g_max_fraction", kwargs.pop("g_max_fraction", 1.0))
     name = kwargs.pop("name", None) or f"{n_pairs}x{n}lvl-{columns}"
     device = np.linspace(g_min, g_min + fraction * (g_max - g_min), n)
     top = n_pairs * (n - 1)
@@ -918,7 +877,7 @@ def from_device_levels(
     sets = list(device_levels) if isinstance(device_levels, Sequence) else None
     if not sets:
         raise ValueError(f"device_levels must be a non-empty sequence, got {device_levels!r}")
-    if all(_is_real_number(v) for v in sets):
+    if all(is_real_number(v) for v in sets):
         sets = [sets] * (2 * n_pairs)
     elif len(sets) == n_pairs:
         sets = [s for s in sets for _ in range(2)]
@@ -934,7 +893,7 @@ def from_device_levels(
         if isinstance(levels, (str, bytes)) or not isinstance(levels, Sequence):
             raise ValueError(f"device_levels[{d}] must be a sequence of conductances")
         for v in levels:
-            if not _is_real_number(v) or not math.isfinite(v) or v < 0:
+            if not is_real_number(v) or not math.isfinite(v) or v < 0:
                 raise ValueError(
                     f"device_levels[{d}] holds {v!r}; levels must be finite conductances >= 0"
                 )

@@ -43,8 +43,10 @@ def test_small_sweep_writes_csv_and_png(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "seed" in printed and "1 day" in printed
-    assert (out_dir / "results.csv").read_text().count("\n") == 1 + 2 * 2
+    # tidy: per table and time, the accuracy and the two weight errors
+    assert (out_dir / "results.csv").read_text().count("\n") == 1 + 2 * 2 * 3
     assert (out_dir / "accuracy_vs_time.png").stat().st_size > 1000
+    assert (out_dir / "sweep.json").exists()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -44,7 +44,7 @@ from aihwkit_slicing import (
     convert_to_analog_sliced,
     convert_to_digital_sliced,
 )
-from aihwkit_slicing import sweep as sweep_module
+from aihwkit_slicing import sweep_plan as sweep_module
 from aihwkit_slicing.compat import uses_compiled_tile
 from aihwkit_slicing.sweep import run_sweep
 from aihwkit_slicing.tasks import digits_task

@@ -255,7 +255,7 @@ def test_per_layer_tables_on_the_digits_cnn(task):
     assert record["n_devices"] == pytest.approx(expected)
     # every layer really got its table
     from aihwkit_slicing.assignment import TableAssignment
-    from aihwkit_slicing.sweep import SweepPlan, Setting
+    from aihwkit_slicing.sweep_plan import Setting, SweepPlan
 
     plan = SweepPlan(task="digits", metric="accuracy",
                      tables={"a": TableAssignment(assignment)}, noise_models={"pcm": "pcm"},
