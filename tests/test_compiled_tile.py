@@ -356,10 +356,12 @@ def test_sweep_runs_on_compiled_tiles(monkeypatch):
     result = run_sweep(digits_task(), tables=["seed"], times=[1.0, 3600.0], repeats=1,
                        rpu_config=InferenceRPUConfig(), progress=False)
     assert tile_types and set(tile_types) == {InferenceTile}
-    assert [r["t_inference"] for r in result.records] == [1.0, 3600.0]
-    for record in result.records:
+    assert [r["t_inference"] for r in result.of_metric()] == [1.0, 3600.0]
+    assert result.of_metric()[0]["rpu_config"] == "InferenceRPUConfig"
+    for record in result.of_metric():
         assert record["value"] >= result.reference["accuracy"] - 0.05
-        assert 0.0 < record["weight_rms_error"] < 0.5
+    for record in result.of_metric("weight_rms_error"):
+        assert 0.0 < record["value"] < 0.5
 
 
 # ========================= dtypes: ours does what aihwkit's own converter does
