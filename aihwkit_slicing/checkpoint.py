@@ -16,7 +16,9 @@ Per analog tile (``model.named_analog_tiles()``) the file holds:
 * the tile's current weights (they include the last drift), its reference weights
   (the target of programming), its programmed weights and its drift coefficients
   (``drift_noise_parameters``);
-* the drift compensation state: ``alpha``, ``drift_baseline``, ``drift_readout_tensor``;
+* the drift compensation state: ``alpha``, ``drift_baseline``, ``drift_readout_tensor``
+  (the identity matrix that aihwkit's global and per-column compensation read out with
+  is stored as its size: ``in_size**2`` floats would outweigh many layers' weights);
 * for our converter, the devices behind the programmed weights (``2P`` conductance
   tensors in microsiemens and the scale, microsiemens per weight unit), the time
   (seconds) they were last drifted to and, for IR-drop tiles, the drifted devices
@@ -93,6 +95,11 @@ def save_programmed(model: Module, path: PathLike) -> None:
         tile_metadata.append(entry)
         tile_tensors[name] = tensors
     state_tensors, extra_states = _ordinary_state(model)
+    converters: List[Dict[str, Any]] = []  # each once: a table can be large
+    for entry in tile_metadata:
+        if entry["converter"] not in converters:
+            converters.append(entry["converter"])
+        entry["converter"] = converters.index(entry["converter"])
 
     from aihwkit_slicing import __version__  # the package imports this module
 
@@ -100,6 +107,7 @@ def save_programmed(model: Module, path: PathLike) -> None:
         "model_class": type(model).__name__,
         "versions": {"aihwkit_slicing": __version__, "aihwkit": aihwkit.__version__,
                      "torch": torch.__version__},
+        "converters": converters,
         "tiles": tile_metadata,
         "extra_states": extra_states,
     }
@@ -160,8 +168,7 @@ def _tile_record(name: str, tile: InferenceTileWithPeriphery) -> Tuple[Dict, Dic
             for i, p in enumerate(parameters)],
         "alpha": _tensor_or_none(name, "alpha", tile.alpha),
         "drift_baseline": _tensor_or_none(name, "drift_baseline", tile.drift_baseline),
-        "drift_readout_tensor": _tensor_or_none(name, "drift_readout_tensor",
-                                                tile.drift_readout_tensor),
+        "drift_readout_tensor": None,
         "devices": None,
         "drifted_devices": None,
     }
@@ -170,14 +177,21 @@ def _tile_record(name: str, tile: InferenceTileWithPeriphery) -> Tuple[Dict, Dic
         "tile_class": type(tile).__name__,
         "simulator_class": type(tile.tile).__name__,
         "weight_shape": list(current.shape),
-        "dtype": str(current.dtype),
+        "dtype": _dtype_name(current.dtype),
         "noise_model": type(noise_model).__name__,
         "drift_compensation": None if compensation is None else type(compensation).__name__,
         "converter": _converter_record(converter),
         "simulator_extra": _simulator_extra(name, tile),
+        "drift_readout_identity": None,
         "devices": None,
         "drifted_devices": None,
     }
+    readout = _tensor_or_none(name, "drift_readout_tensor", tile.drift_readout_tensor)
+    if readout is not None and _is_identity(readout):
+        metadata["drift_readout_identity"] = {"size": readout.shape[0],
+                                              "dtype": _dtype_name(readout.dtype)}
+    else:
+        tensors["drift_readout_tensor"] = readout
     if isinstance(converter, QuantizedSlicedConductanceConverter) and programmed is not None:
         state = device_state.attached(programmed, converter.table.key,
                                       converter.quantizer.decode)
@@ -192,6 +206,16 @@ def _tile_record(name: str, tile: InferenceTileWithPeriphery) -> Tuple[Dict, Dic
                     "t_inference": _seconds(state.current.t_inference),
                 }
     return metadata, tensors
+
+
+def _is_identity(tensor: Tensor) -> bool:
+    return (tensor.dim() == 2 and tensor.shape[0] == tensor.shape[1]
+            and torch.equal(tensor, torch.eye(tensor.shape[0], dtype=tensor.dtype,
+                                              device=tensor.device)))
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
 
 
 def _seconds(value: Any) -> Optional[float]:
@@ -447,14 +471,28 @@ def _tile_restores(file: _File, tiles: List[Tuple[str, InferenceTileWithPeripher
     if saved_names != names:
         file.fail(f"saved from another model: the file has {len(saved_names)} analog tiles "
                   f"{_few(saved_names)}, the model {len(names)} {_few(names)}")
+    converters = metadata["converters"]
+    tables = [_saved_table(file, converter) for converter in converters]
     records = checkpoint["tiles"]
-    return [_tile_restore(file, name, tile, entry, records[name])
-            for (name, tile), entry in zip(tiles, metadata["tiles"], strict=True)]
+    restores = []
+    for (name, tile), entry in zip(tiles, metadata["tiles"], strict=True):
+        index = entry["converter"]
+        restores.append(_tile_restore(file, name, tile, entry, records[name],
+                                      converters[index], tables[index]))
+    return restores
 
 
 def _tile_restore(file: _File, name: str, tile: InferenceTileWithPeriphery,
-                  entry: Dict[str, Any], record: Dict[str, Any]) -> _TileRestore:
-    """Check one tile's record against the model's tile and prepare its restore."""
+                  entry: Dict[str, Any], record: Dict[str, Any],
+                  saved_converter: Dict[str, Any],
+                  saved_table: Optional[ProgrammingTable]) -> _TileRestore:
+    """Check one tile's record against the model's tile and prepare its restore.
+
+    Args:
+        entry: the tile's metadata; record: its tensors.
+        saved_converter, saved_table: the converter it was saved with, and for ours
+            its programming table.
+    """
     where = f"tile {name!r}"
     for key, kind in (("tile_class", type(tile).__name__),
                       ("simulator_class", type(tile.tile).__name__)):
@@ -465,8 +503,8 @@ def _tile_restore(file: _File, name: str, tile: InferenceTileWithPeriphery,
     if entry["noise_model"] != type(noise_model).__name__:
         file.fail(f"{where} was programmed with {entry['noise_model']}, the model uses "
                   f"{type(noise_model).__name__}")
-    converter = getattr(noise_model, "g_converter", None)
-    _check_converter(file, where, entry["converter"], converter)
+    converter = noise_model.g_converter
+    _check_converter(file, where, saved_converter, saved_table, converter)
 
     model_weights = tile.tile.get_weights()
     current = _saved_tensor(file, where, "current weights", record["current"], model_weights)
@@ -506,23 +544,31 @@ def _tile_restore(file: _File, name: str, tile: InferenceTileWithPeriphery,
         tile=tile, current=current, reference=reference, programmed=programmed,
         drift_noise_parameters=parameters, alpha=alpha,
         drift_baseline=_loose_tensor(file, where, "drift_baseline", record["drift_baseline"]),
-        drift_readout_tensor=_loose_tensor(file, where, "drift_readout_tensor",
-                                           record["drift_readout_tensor"]),
+        drift_readout_tensor=_readout(file, where, entry, record),
         devices=devices, simulator_extra=simulator_extra,
     )
 
 
-def _check_converter(file: _File, where: str, saved: Dict[str, Any], converter: Any) -> None:
+def _saved_table(file: _File, converter: Dict[str, Any]) -> Optional[ProgrammingTable]:
+    """The programming table of a saved converter of ours; None for aihwkit's."""
+    if "table" not in converter:
+        return None
+    try:
+        return ProgrammingTable.from_dict(converter["table"])
+    except (ValueError, KeyError, TypeError) as error:
+        file.fail(f"damaged checkpoint: a saved programming table is invalid ({error})")
+
+
+def _check_converter(file: _File, where: str, saved: Dict[str, Any],
+                     table: Optional[ProgrammingTable], converter: Any) -> None:
     """The model's converter must be of the saved class; ours must have the saved table."""
     if saved["class"] != type(converter).__name__:
         file.fail(f"{where} was programmed through a {saved['class']}, the model's converter "
                   f"is a {type(converter).__name__}")
     if not isinstance(converter, QuantizedSlicedConductanceConverter):
         return
-    try:
-        table = ProgrammingTable.from_dict(saved["table"])
-    except (ValueError, KeyError, TypeError) as error:
-        file.fail(f"damaged checkpoint: {where}: its programming table is invalid ({error})")
+    if table is None:
+        file.fail(f"damaged checkpoint: {where}: no programming table for its converter")
     if table != converter.table:
         file.fail(f"{where} was programmed with another programming table: the file's is "
                   f"{_describe_table(table)}, the model's {_describe_table(converter.table)}")
@@ -551,6 +597,19 @@ def _loose_tensor(file: _File, where: str, what: str, value: Any) -> Optional[Te
     if not isinstance(value, Tensor) or not value.is_floating_point():
         file.fail(f"damaged checkpoint: {where}: {what} is not a floating-point tensor")
     return value.clone()
+
+
+def _readout(file: _File, where: str, entry: Dict[str, Any],
+             record: Dict[str, Any]) -> Optional[Tensor]:
+    """The drift read-out tensor: saved, or the identity matrix saved as its size."""
+    identity = entry["drift_readout_identity"]
+    if identity is None:
+        return _loose_tensor(file, where, "drift_readout_tensor", record["drift_readout_tensor"])
+    dtype = getattr(torch, identity["dtype"], None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point or not (
+            isinstance(identity["size"], int) and identity["size"] > 0):
+        file.fail(f"damaged checkpoint: {where}: drift_readout_identity is {identity!r}")
+    return torch.eye(identity["size"], dtype=dtype)
 
 
 def _device_state(file: _File, where: str, converter: Any, record: Dict[str, Any],
@@ -617,7 +676,7 @@ def _few(names: Sequence[str], limit: int = 6) -> str:
 
 
 def _describe(tensor: Tensor) -> str:
-    return f"{tuple(tensor.shape)} {str(tensor.dtype).replace('torch.', '')}"
+    return f"{tuple(tensor.shape)} {_dtype_name(tensor.dtype)}"
 
 
 def _describe_table(table: ProgrammingTable) -> str:

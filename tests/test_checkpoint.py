@@ -333,7 +333,8 @@ def test_file_loads_with_weights_only_and_holds_only_plain_values(tmp_path):
     assert kinds(checkpoint) <= {Tensor, str, int, float, bool, type(None)}
     metadata = json.loads(checkpoint["metadata"])
     first = metadata["tiles"][0]
-    assert first["converter"]["table"] == seed_table().to_dict()
+    assert len(metadata["converters"]) == 1  # the four tiles share one converter record
+    assert metadata["converters"][first["converter"]]["table"] == seed_table().to_dict()
     assert first["devices"]["drifted_to"] == 3600.0
     assert first["noise_model"] == "PCMLikeNoiseModel"
 
@@ -341,7 +342,7 @@ def test_file_loads_with_weights_only_and_holds_only_plain_values(tmp_path):
 def test_aihwkit_converter_settings_are_recorded(tmp_path):
     save_programmed(programmed(conv_name="n_pair"), tmp_path / "chip.pt")
     metadata = json.loads(torch.load(tmp_path / "chip.pt", weights_only=True)["metadata"])
-    recorded = metadata["tiles"][0]["converter"]
+    recorded = metadata["converters"][metadata["tiles"][0]["converter"]]
     assert recorded["class"] == "NPairConductanceConverter"
     assert recorded["settings"]["f_lst"] == [1.0, 3.0]
     assert metadata["tiles"][0]["devices"] is None
