@@ -316,6 +316,29 @@ def test_sliced_layers_are_reached_slice_by_slice(tmp_path):
     assert saved["extra_states"]["0._extra_state"]["n_slices"] == 2
 
 
+def test_a_drift_readout_tensor_other_than_the_identity_is_stored_as_it_is(tmp_path):
+    original = programmed(drift=False)
+    for tile in tiles(original):
+        tile.drift_readout_tensor = torch.rand_like(tile.drift_readout_tensor)
+        tile.drift_baseline = tile.rpu_config.drift_compensation.readout(
+            tile._forward_drift_readout_tensor())
+    original.drift_analog_weights(3600.0)
+    save_programmed(original, tmp_path / "chip.pt")
+    checkpoint = torch.load(tmp_path / "chip.pt", weights_only=True)
+    assert checkpoint["tiles"]["0.analog_module"]["drift_readout_tensor"] is not None
+    restored = analog("mlp", "torch", converter(), seed=1)
+    load_programmed(restored, tmp_path / "chip.pt")
+    check_restored(original, restored, "mlp")
+
+
+def test_the_identity_drift_readout_tensor_is_stored_as_its_size(tmp_path):
+    save_programmed(programmed(), tmp_path / "chip.pt")
+    checkpoint = torch.load(tmp_path / "chip.pt", weights_only=True)
+    metadata = json.loads(checkpoint["metadata"])
+    assert checkpoint["tiles"]["0.analog_module"]["drift_readout_tensor"] is None
+    assert metadata["tiles"][0]["drift_readout_identity"] == {"size": 8, "dtype": "float32"}
+
+
 # ============================================================ file and process
 def test_file_loads_with_weights_only_and_holds_only_plain_values(tmp_path):
     save_programmed(programmed("digits"), tmp_path / "chip.pt")
@@ -510,3 +533,18 @@ def test_a_missing_state_dict_entry_is_refused(target, good_file):
     del checkpoint["state_dict"]["2.analog_module.bias"]
     torch.save(checkpoint, good_file)
     expect_refusal(target, good_file, "'2.analog_module.bias'", "missing in the file")
+
+
+# ====================================================================== example
+def test_example_evaluates_the_saved_chip_as_the_programming_process(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "checkpoint.py"
+    spec = importlib.util.spec_from_file_location("checkpoint_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    model = example.program_and_save("seed table", tmp_path / "chip.pt")
+    restored = example.evaluate("seed table", tmp_path / "chip.pt")
+    assert restored == example.drift_accuracies(model)
+    assert len(restored) == 3 and all(0.9 < a <= 1.0 for a in restored)
