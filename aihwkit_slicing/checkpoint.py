@@ -101,12 +101,9 @@ def save_programmed(model: Module, path: PathLike) -> None:
             converters.append(entry["converter"])
         entry["converter"] = converters.index(entry["converter"])
 
-    from aihwkit_slicing import __version__  # the package imports this module
-
     metadata = {
         "model_class": type(model).__name__,
-        "versions": {"aihwkit_slicing": __version__, "aihwkit": aihwkit.__version__,
-                     "torch": torch.__version__},
+        "versions": {"aihwkit": aihwkit.__version__, "torch": torch.__version__},
         "converters": converters,
         "tiles": tile_metadata,
         "extra_states": extra_states,
