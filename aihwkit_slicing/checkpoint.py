@@ -25,7 +25,8 @@ Per analog tile (``model.named_analog_tiles()``) the file holds:
   their forward pass converts;
 * as JSON metadata: the tile and noise-model classes, the converter (for ours its
   table, scale rule, per-channel flag and percentile; for aihwkit's its class and
-  JSON-able settings) and the compiled tile's extra simulator state.
+  JSON-able settings) and the compiled tile's extra simulator state (e.g. the output
+  offsets it draws per tile for ``forward.v_offset_std``).
 
 Plus every tensor of the model's ordinary ``state_dict()`` (biases, mapping scales,
 digital layers, ...) and its JSON-able extra states (e.g. the slicing of

@@ -305,6 +305,27 @@ def test_irdrop_tile_restores_the_drifted_devices_its_forward_pass_converts(tmp_
     assert torch.equal(outputs(original, "mlp"), outputs(restored, "mlp"))
 
 
+def test_compiled_tile_restores_the_output_offsets_it_drew_when_created(tmp_path):
+    def build() -> nn.Module:
+        config = rpu_config("compiled", converter())
+        config.forward.is_perfect = False  # aihwkit's periphery, without its random noise
+        config.forward.v_offset_std = 0.1  # drawn per tile by the compiled simulator
+        config.forward.out_noise = config.forward.inp_noise = config.forward.w_noise = 0.0
+        torch.manual_seed(0)
+        return convert_to_analog(mlp(), config).eval()
+
+    original, restored = build(), build()
+    extra = [tile.tile.dump_extra()["rpu.fb_pass.fwd.v_offset"] for tile in tiles(original)]
+    assert extra != [tile.tile.dump_extra()["rpu.fb_pass.fwd.v_offset"]
+                     for tile in tiles(restored)]
+    original.drift_analog_weights(60.0)
+    save_programmed(original, tmp_path / "chip.pt")
+    load_programmed(restored, tmp_path / "chip.pt")
+    assert [tile.tile.dump_extra() for tile in tiles(restored)] == [
+        tile.tile.dump_extra() for tile in tiles(original)]
+    assert torch.equal(outputs(original, "mlp"), outputs(restored, "mlp"))
+
+
 def test_sliced_layers_are_reached_slice_by_slice(tmp_path):
     model = programmed("sliced")
     names = [name for name, _ in model.named_analog_tiles()]
