@@ -11,6 +11,8 @@ The pieces, one module each:
 * :mod:`aihwkit_slicing.digital` -- the other way: every slice on its own analog tile,
   summed digitally (:class:`AnalogSlicedLinear`, :class:`AnalogSlicedConv2d`,
   :func:`convert_to_analog_sliced`);
+* :mod:`aihwkit_slicing.checkpoint` -- a programmed chip saved and restored without
+  pickle (:func:`save_programmed`, :func:`load_programmed`), for any analog model;
 * :mod:`aihwkit_slicing.compat` -- which torch releases aihwkit's compiled tile works
   with (importing the package warns once where it does not).
 """
@@ -20,6 +22,7 @@ from aihwkit_slicing.compat import warn_if_compiled_tile_broken
 # First, so that the fix is shown also where aihwkit cannot load with the installed torch.
 warn_if_compiled_tile_broken()
 
+from aihwkit_slicing.checkpoint import load_programmed, save_programmed
 from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.version import __version__
 from aihwkit_slicing.digital import (
@@ -53,6 +56,8 @@ __all__ = [
     "convert_to_digital_sliced",
     "equal_significance",
     "from_device_levels",
+    "load_programmed",
+    "save_programmed",
     "seed_table",
     "single_pair",
 ]

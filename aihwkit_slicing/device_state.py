@@ -133,6 +133,19 @@ def attached(weights: Tensor, table_key: Any, decode: Decoder) -> Optional[Devic
     return state
 
 
+def restore(weights: Tensor, state: DeviceState) -> None:
+    """Give restored programmed ``weights`` their devices back (for checkpoints).
+
+    Attaches ``state`` to ``weights`` (:func:`attach`) and, for a programmed state
+    (``t_inference`` None), makes it live (:func:`register`), as unpickling does: the
+    IR-drop forward pass looks for it there. Recognition is unchanged: the converter
+    uses the state only while ``weights`` is exactly what its conductances decode to.
+    """
+    attach(weights, state)
+    if state.t_inference is None:
+        register(state)
+
+
 def state_of(weights: Tensor) -> Optional[DeviceState]:
     """The state attached to ``weights`` by any converter, unchecked (for reports)."""
     state = getattr(weights, "__dict__", {}).get(ATTRIBUTE)
