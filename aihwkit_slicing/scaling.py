@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -46,14 +46,17 @@ CLIP_TOLERANCE = 1e-6
 
 #: Candidate clip ratios (of max|w|) of the first stage of the MSE search (fewer for
 #: tables with many levels, down to MSE_FINE_STEPS, to bound the work).
-MSE_COARSE_STEPS = 32
+MSE_COARSE_STEPS = 8
 #: Candidates per refinement stage, and the number of refinement stages.
-MSE_FINE_STEPS = 9
-MSE_REFINEMENTS = 3
+MSE_FINE_STEPS = 5
+MSE_REFINEMENTS = 6
 #: Rows x candidates x levels of work per search stage the coarse grid aims at.
 MSE_STAGE_WORK = 2**24
 #: Rows x candidates x levels evaluated at once in the MSE search.
 MSE_BLOCK = 2**22
+#: How much faster a weight-by-weight evaluation on evenly spaced levels is than a
+#: step of the sorted search (measured on the CPU: about 4).
+DIRECT_SPEEDUP = 4.0
 #: Weights per row (or per tensor) the MSE search looks at; longer rows are
 #: subsampled evenly (the clip of 2**20 samples is as good as that of all).
 MSE_MAX_SAMPLES = 2**20
@@ -203,10 +206,18 @@ def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tens
     Clip candidates are ratios of the row's ``max|w|``: a grid of up to
     :data:`MSE_COARSE_STEPS` on (0, 1], then :data:`MSE_REFINEMENTS` grids of
     :data:`MSE_FINE_STEPS` around the best candidate so far. All candidates of all
-    rows are evaluated at once by :class:`_SortedErrors`.
+    rows are evaluated at once, by :class:`_SortedErrors` (``O(levels x log m)`` per row
+    and candidate) or :class:`_DirectErrors` (``O(m)``), whichever costs less; both
+    compute the same objective.
     """
     cdtype = reach.dtype
-    errors = _SortedErrors(w, quantizer, level_noise)
+    sorted_cost = quantizer.table.n_levels * max(1.0, math.log2(w.shape[1]))
+    if quantizer.uniform_step is not None and level_noise is None:
+        sorted_cost *= DIRECT_SPEEDUP
+    if w.shape[1] > sorted_cost:  # (DIRECT_SPEEDUP read at call time: tests vary it)
+        errors: Any = _SortedErrors(w, quantizer, level_noise)
+    else:
+        errors = _DirectErrors(w, quantizer, level_noise)
     work = w.shape[0] * quantizer.table.n_levels
     coarse = max(MSE_FINE_STEPS, min(MSE_COARSE_STEPS, MSE_STAGE_WORK // work))
     lo = torch.zeros_like(abs_max, dtype=torch.float64)
@@ -227,6 +238,71 @@ def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tens
         lo = (best_ratio - step).clamp(min=0)
         hi = (best_ratio + step).clamp(max=1)
     return (best_ratio * safe_max).to(cdtype)
+
+
+class _DirectErrors:
+    """Squared quantization error of every row of ``w`` for many candidate scales,
+    weight by weight: for short rows and tables with many levels.
+
+    For a scale ``s`` every weight is rounded to its level and its error
+    ``(w s - l)**2 / s**2`` summed, plus the :class:`LevelNoise` terms (see
+    :class:`_SortedErrors`). A candidate costs ``O(m)`` per row, against
+    ``O(levels x log m)`` for the sorted search. On evenly spaced levels without level
+    noise the level is ``round((x - l_0) / step)``, a few float operations; otherwise
+    :meth:`LevelQuantizer.level_index`, the converter's own assignment. (The two differ
+    only for weights exactly halfway between levels, which does not move the clip.)
+    Exact zeros are left out.
+    """
+
+    def __init__(self, w: Tensor, quantizer: LevelQuantizer,
+                 level_noise: Optional[LevelNoise] = None):
+        self.quantizer = quantizer
+        cdtype = compute_dtype(w.dtype)
+        self.w = w.to(cdtype)
+        self.zeros = (self.w == 0).sum(dim=1, dtype=torch.float64)
+        self.nonzero = (self.w.shape[1] - self.zeros).clamp(min=1)
+        levels = quantizer.lookup_tensors(self.w.dtype, w.device)[1]
+        self.levels = levels
+        n_levels = levels.numel()
+        if level_noise is not None and len(level_noise.mean) != n_levels:
+            raise ValueError(
+                f"level_noise has {len(level_noise.mean)} levels, the table {n_levels}")
+        self.mu = None if level_noise is None else torch.as_tensor(
+            level_noise.mean, dtype=cdtype, device=w.device)
+        self.msq = None if level_noise is None else torch.as_tensor(
+            level_noise.mean_square, dtype=cdtype, device=w.device)
+        self.step = quantizer.uniform_step if level_noise is None else None
+        zero_index = int(torch.argmin(levels.abs()))
+        self.zero_error = float(levels[zero_index]) ** 2 + (0.0 if self.mu is None else float(
+            2 * levels[zero_index] * self.mu[zero_index] + self.msq[zero_index]))
+
+    def __call__(self, scales: Tensor) -> Tensor:
+        """``[C, K]`` candidate scales (uS per weight unit) -> ``[C, K]`` mean squared errors."""
+        rows, k = scales.shape
+        m = self.w.shape[1]
+        out = torch.empty(rows, k, dtype=torch.float64, device=scales.device)
+        block = max(1, MSE_BLOCK // (k * m))
+        for r0 in range(0, rows, block):
+            r1 = min(rows, r0 + block)
+            # (the scales of an all-zero row are huge: keep them finite, 0 * s = 0)
+            s = scales[r0:r1].clamp(max=torch.finfo(self.w.dtype).max).to(self.w.dtype)
+            x = self.w[r0:r1, None, :] * s[:, :, None]  # [n, K, m] in uS
+            if self.step is not None:
+                low, step = float(self.levels[0]), self.step
+                diff = x.sub(low).div_(step).round_().clamp_(0, len(self.levels) - 1)
+                diff = diff.mul_(-step).add_(x).sub_(low)  # x - level
+                error = diff.square_()
+            else:
+                index = self.quantizer.level_index(x)
+                diff = x - self.levels[index]
+                error = diff.square()
+                if self.mu is not None:
+                    error = error - 2 * diff * self.mu[index] + self.msq[index]
+            total = error.sum(dim=2, dtype=torch.float64)
+            # a zero weight lands on the level nearest zero: leave it out
+            total -= self.zeros[r0:r1, None] * self.zero_error
+            out[r0:r1] = total / scales[r0:r1].double().square()
+        return out.clamp_(min=0) / self.nonzero[:, None]
 
 
 class _SortedErrors:
@@ -252,7 +328,8 @@ class _SortedErrors:
         if m > MSE_MAX_SAMPLES:
             stride = -(-m // MSE_MAX_SAMPLES)
             w = w[:, ::stride]
-        self.sorted = torch.sort(w.double(), dim=1).values.contiguous()
+        # sort in the weights' own dtype (exact: float64 keeps every value and the order)
+        self.sorted = torch.sort(w, dim=1).values.double().contiguous()
         zero = torch.zeros(rows, 1, dtype=torch.float64, device=w.device)
         self.s1 = torch.cat([zero, torch.cumsum(self.sorted, dim=1)], dim=1)
         self.s2 = torch.cat([zero, torch.cumsum(self.sorted.square(), dim=1)], dim=1)
