@@ -192,15 +192,22 @@ class LevelQuantizer:
         return torch.minimum(torch.maximum(equal_cost, low), high)
 
     @property
+    def level_step(self) -> Optional[float]:
+        """The spacing of the levels (microsiemens) if they are evenly spaced, else None."""
+        if "_level_step" not in self.__dict__:
+            gaps = torch.diff(self._levels)
+            step = float(gaps.mean())
+            even = bool(torch.all((gaps - step).abs() <= 1e-9 * step))
+            self._level_step = step if even else None
+        return self._level_step
+
+    @property
     def uniform_step(self) -> Optional[float]:
         """The spacing of the levels (microsiemens) if they are evenly spaced and the
         boundaries are their midpoints, else None."""
         if "_uniform_step" not in self.__dict__:
-            gaps = torch.diff(self._levels)
-            step = float(gaps.mean())
             midpoints = torch.equal(self.boundaries_us, (self._levels[:-1] + self._levels[1:]) / 2)
-            even = bool(torch.all((gaps - step).abs() <= 1e-9 * step))
-            self._uniform_step = step if (even and midpoints) else None
+            self._uniform_step = self.level_step if midpoints else None
         return self._uniform_step
 
     def lookup_tensors(

@@ -49,7 +49,7 @@ CLIP_TOLERANCE = 1e-6
 MSE_COARSE_STEPS = 8
 #: Candidates per refinement stage, and the number of refinement stages.
 MSE_FINE_STEPS = 5
-MSE_REFINEMENTS = 6
+MSE_REFINEMENTS = 4
 #: Rows x candidates x levels of work per search stage the coarse grid aims at.
 MSE_STAGE_WORK = 2**24
 #: Rows x candidates x levels evaluated at once in the MSE search.
@@ -57,6 +57,8 @@ MSE_BLOCK = 2**22
 #: How much faster a weight-by-weight evaluation on evenly spaced levels is than a
 #: step of the sorted search (measured on the CPU: about 4).
 DIRECT_SPEEDUP = 4.0
+#: ... and how much slower it is with level noise or uneven levels (gathers per weight).
+DIRECT_SLOWDOWN = 1.0
 #: Weights per row (or per tensor) the MSE search looks at; longer rows are
 #: subsampled evenly (the clip of 2**20 samples is as good as that of all).
 MSE_MAX_SAMPLES = 2**20
@@ -214,6 +216,8 @@ def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tens
     sorted_cost = quantizer.table.n_levels * max(1.0, math.log2(w.shape[1]))
     if quantizer.uniform_step is not None and level_noise is None:
         sorted_cost *= DIRECT_SPEEDUP
+    else:
+        sorted_cost /= DIRECT_SLOWDOWN
     if w.shape[1] > sorted_cost:  # (DIRECT_SPEEDUP read at call time: tests vary it)
         errors: Any = _SortedErrors(w, quantizer, level_noise)
     else:
@@ -271,7 +275,11 @@ class _DirectErrors:
             level_noise.mean, dtype=cdtype, device=w.device)
         self.msq = None if level_noise is None else torch.as_tensor(
             level_noise.mean_square, dtype=cdtype, device=w.device)
-        self.step = quantizer.uniform_step if level_noise is None else None
+        # evenly spaced levels: round (midpoint boundaries) or floor and compare with
+        # the one boundary between the two neighbouring levels (noise-aware ones)
+        self.step = quantizer.level_step
+        self.midpoints = level_noise is None and quantizer.uniform_step is not None
+        self.boundaries = quantizer.lookup_tensors(self.w.dtype, w.device)[0]
         zero_index = int(torch.argmin(levels.abs()))
         self.zero_error = float(levels[zero_index]) ** 2 + (0.0 if self.mu is None else float(
             2 * levels[zero_index] * self.mu[zero_index] + self.msq[zero_index]))
@@ -287,18 +295,28 @@ class _DirectErrors:
             # (the scales of an all-zero row are huge: keep them finite, 0 * s = 0)
             s = scales[r0:r1].clamp(max=torch.finfo(self.w.dtype).max).to(self.w.dtype)
             x = self.w[r0:r1, None, :] * s[:, :, None]  # [n, K, m] in uS
-            if self.step is not None:
+            if self.midpoints:
                 low, step = float(self.levels[0]), self.step
                 diff = x.sub(low).div_(step).round_().clamp_(0, len(self.levels) - 1)
                 diff = diff.mul_(-step).add_(x).sub_(low)  # x - level
                 error = diff.square_()
             else:
-                index = self.quantizer.level_index(x)
-                diff = x - self.levels[index]
-                error = diff.square()
+                # (index_select on a flat index: several times faster than x[index])
+                if self.step is not None:
+                    low = float(self.levels[0])
+                    index = x.sub(low).div_(self.step).floor_().clamp_(
+                        0, len(self.levels) - 2).int().reshape(-1)
+                    index += x.reshape(-1) > self.boundaries.index_select(0, index)
+                else:
+                    index = self.quantizer.level_index(x).reshape(-1)
+                diff = x - self.levels.index_select(0, index).reshape(x.shape)
                 if self.mu is not None:
-                    error = error - 2 * diff * self.mu[index] + self.msq[index]
-            total = error.sum(dim=2, dtype=torch.float64)
+                    mu = self.mu.index_select(0, index).reshape(x.shape)
+                    msq = self.msq.index_select(0, index).reshape(x.shape)
+                    error = diff.sub(mu, alpha=2).mul_(diff).add_(msq)
+                else:
+                    error = diff.square_()
+            total = error.sum(dim=2).double()  # (sums of <= 2**20 terms: float32 will do)
             # a zero weight lands on the level nearest zero: leave it out
             total -= self.zeros[r0:r1, None] * self.zero_error
             out[r0:r1] = total / scales[r0:r1].double().square()
