@@ -157,10 +157,10 @@ def bench_network(device: torch.device, quick: bool) -> Dict[str, Dict[str, floa
         analog = convert_to_analog(model, rpu_config(converter)).eval().to(device)
         torch.manual_seed(1)
         program, _ = timed(analog.program_analog_weights, device)
-        drift, _ = timed(lambda: analog.drift_analog_weights(86400.0), device)
+        drift, _ = timed(lambda model=analog: model.drift_analog_weights(86400.0), device)
         with torch.no_grad():
             analog(tokens)
-            forward, _ = timed(lambda: analog(tokens), device)
+            forward, _ = timed(lambda model=analog: model(tokens), device)
         rows[label] = {"program": program, "drift": drift, "forward": forward}
         del analog
         gc.collect()

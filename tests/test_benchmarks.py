@@ -41,3 +41,10 @@ def test_bench_tables_quick_checks_against_the_reference_and_prints_ratios(capsy
     assert load("bench_tables").main(["--quick", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "reference/new" in out and "bit_sliced(4, 4)" in out
+
+
+def test_bench_scale_quick_prints_ratios_against_aihwkit(capsys):
+    assert load("bench_scale").main(["--quick", "--threads", "1", "--skip", "resnet,memory"]) == 0
+    out = capsys.readouterr().out
+    assert "x the sort" in out and "aihwkit NPair F=[1,1,1,1]" in out
+    assert out.count("program") >= 2 and "(1.00x)" in out
