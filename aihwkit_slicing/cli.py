@@ -80,8 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="switch global drift compensation off")
     what.add_argument("--peripherals", default="ideal", choices=PERIPHERALS,
                       help="ideal (weights only, default) or realistic (aihwkit's ADC/DAC)")
-    what.add_argument("--mapping", default="tensor", choices=MAPPINGS,
-                      help="aihwkit weight mapping: per tensor (default) or per column")
+    what.add_argument("--mapping", default="column", choices=MAPPINGS,
+                      help="aihwkit weight mapping: per output column (default: every "
+                      "column's largest weight on the full range) or per tensor")
     scaling = sweep.add_argument_group("how quantized tables map weights onto levels")
     scaling.add_argument("--scale", default="mse", choices=SCALE_RULES,
                          help="clip rule (default mse; aihwkit's convention is max)")

@@ -28,7 +28,8 @@ How it runs:
   ``out/sweep.json`` describes the sweep; ``resume=True`` skips the units already there.
 
 Defaults: quantized tables scale ``"mse"`` per output channel (the recommended rule;
-the converter's own default is aihwkit's ``"max"`` per tensor); ideal peripherals
+the converter's own default is aihwkit's ``"max"`` per tensor); aihwkit's per-column
+weight mapping (so that its continuous converters are not handicapped); ideal peripherals
 (``forward.is_perfect = True``: only the weights are non-ideal); global drift
 compensation on; each noise model's default times (:func:`default_times`).
 """
@@ -145,7 +146,7 @@ def run_sweep(
     seed: int = 0,
     compensation: Union[bool, Sequence[bool]] = True,
     peripherals: str = "ideal",
-    mapping: str = "tensor",
+    mapping: str = "column",
     scale: str = DEFAULT_SCALE,
     per_channel: bool = DEFAULT_PER_CHANNEL,
     percentile: float = 99.9,
@@ -178,7 +179,9 @@ def run_sweep(
         seed: records depend on the seed and the settings only.
         compensation: global drift compensation on, off, or both (``[True, False]``).
         peripherals: ``"ideal"`` or ``"realistic"`` (see ``make_rpu_config``).
-        mapping: ``"tensor"`` or ``"column"`` (see ``make_rpu_config``).
+        mapping: ``"column"`` (default: aihwkit scales every output column to its full
+            range before conversion, what a careful user of aihwkit's own converters
+            does) or ``"tensor"`` (see ``make_rpu_config``).
         scale, per_channel, percentile: scaling of quantized tables (default: ``"mse"``
             per output channel); converters passed in keep their own.
         noise_aware: inference times (seconds): quantized tables clip and assign levels

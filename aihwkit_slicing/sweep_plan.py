@@ -87,7 +87,7 @@ class SweepPlan:
     percentile: float = 99.9
     noise_aware: Optional[List[float]] = None
     peripherals: str = "ideal"
-    mapping: str = "tensor"
+    mapping: str = "column"
     rpu_config: Optional[RPUConfigBase] = None
     device: str = "cpu"
     _described: Dict[Setting, Dict[str, Any]] = field(default_factory=dict, repr=False)

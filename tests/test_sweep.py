@@ -68,8 +68,9 @@ def test_sweep_is_reproducible_for_a_seed_and_changes_with_it(task):
             != [r["value"] for r in other.of_metric("weight_rms_error")])
 
 
-def test_without_noise_the_continuous_baseline_matches_floating_point_accuracy(task):
-    result = run_sweep(task, tables=["aihwkit-1pair"], noise_models=["none"],
+@pytest.mark.parametrize("mapping", ["column", "tensor"])
+def test_without_noise_the_continuous_baseline_matches_floating_point_accuracy(task, mapping):
+    result = run_sweep(task, tables=["aihwkit-1pair"], noise_models=["none"], mapping=mapping,
                        times=[1.0, 31536000.0], repeats=1, compensation=False, progress=False)
     for record in result.of_metric("accuracy"):
         assert record["value"] == pytest.approx(result.reference["accuracy"], abs=1e-12)
@@ -89,7 +90,8 @@ def test_without_noise_a_table_scores_like_the_quantized_floating_point_model(ta
     _, _, x_test, y_test = load_digits_split()
     expected = accuracy(quantized, x_test, y_test)
     result = run_sweep(task, tables=["seed"], noise_models=["none"], times=[1.0], repeats=1,
-                       compensation=False, scale="max", per_channel=False, progress=False)
+                       compensation=False, scale="max", per_channel=False, mapping="tensor",
+                       progress=False)
     assert result.of_metric()[0]["value"] == pytest.approx(expected, abs=1e-12)
     assert expected < result.reference["accuracy"] + 1e-12
 
