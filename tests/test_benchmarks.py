@@ -48,3 +48,10 @@ def test_bench_scale_quick_prints_ratios_against_aihwkit(capsys):
     out = capsys.readouterr().out
     assert "x the sort" in out and "aihwkit NPair F=[1,1,1,1]" in out
     assert out.count("program") >= 2 and "(1.00x)" in out
+
+
+def test_bench_sweep_quick_compares_engines_and_records(capsys):
+    assert load("bench_sweep").main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "Dask, --workers 2" in out and "x in-process" in out
+    assert "records equal the 1-thread run" in out and "DIFFER" not in out
