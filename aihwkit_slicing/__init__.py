@@ -1,18 +1,23 @@
 """aihwkit-slicing: quantized synaptic weight slicing for IBM's aihwkit.
 
-The pieces, one module each:
+The pieces, one concept per module (``docs/design.md`` shows how they depend on each
+other):
 
-* :mod:`aihwkit_slicing.tables` -- :class:`ProgrammingTable` and the table builders;
+* :mod:`aihwkit_slicing.tables` -- :class:`ProgrammingTable`, the builders, the JSON form;
 * :mod:`aihwkit_slicing.converter` -- :class:`QuantizedSlicedConductanceConverter`,
   the aihwkit conductance converter;
-* :mod:`aihwkit_slicing.scaling` -- how weights map onto a table (max, percentile, MSE);
-* :mod:`aihwkit_slicing.quantize` -- the nearest-level lookup;
-* :mod:`aihwkit_slicing.memory` -- how the converter recognizes weights it produced;
+* :mod:`aihwkit_slicing.quantize`, :mod:`aihwkit_slicing.scaling` -- the nearest-level
+  lookup, and how weights map onto a table (max, percentile, MSE, per channel);
+* :mod:`aihwkit_slicing.device_state`, :mod:`aihwkit_slicing.call_sites` -- the devices
+  behind produced weights, and which aihwkit method is converting;
+* :mod:`aihwkit_slicing.sweep` (with :mod:`~aihwkit_slicing.sweep_plan`,
+  :mod:`~aihwkit_slicing.distributed`, :mod:`~aihwkit_slicing.results`,
+  :mod:`~aihwkit_slicing.tasks`) -- drift sweeps, in-process or on Dask;
+* :mod:`aihwkit_slicing.assignment`, :mod:`aihwkit_slicing.allocation` -- per-layer tables;
+* :mod:`aihwkit_slicing.checkpoint` -- :func:`save_programmed`, :func:`load_programmed`;
 * :mod:`aihwkit_slicing.digital` -- the other way: every slice on its own analog tile,
   summed digitally (:class:`AnalogSlicedLinear`, :class:`AnalogSlicedConv2d`,
   :func:`convert_to_analog_sliced`);
-* :mod:`aihwkit_slicing.checkpoint` -- a programmed chip saved and restored without
-  pickle (:func:`save_programmed`, :func:`load_programmed`), for any analog model;
 * :mod:`aihwkit_slicing.compat` -- which torch releases aihwkit's compiled tile works
   with (importing the package warns once where it does not).
 """

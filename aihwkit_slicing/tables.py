@@ -639,7 +639,7 @@ def _fmt(value: float) -> str:
 
 # ====================================================================== builders
 def seed_table(g_min: Number = 0.0, g_max: Number = 25.0) -> ProgrammingTable:
-    """The 4-device example of DESIGN.md: ``f_lst = [1, 2]``, 7 levels ``-3..3``.
+    """The 4-device example of docs/design.md: ``f_lst = [1, 2]``, 7 levels ``-3..3``.
 
     Entries 0 and 1 of the design's table stand for ``g_min`` and ``g_max``
     (microsiemens); levels are in units of ``g_max - g_min``.

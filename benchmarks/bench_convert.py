@@ -1,7 +1,7 @@
 """Benchmark: converter round trip (convert_to_conductances, then convert_back_to_weights).
 
 On one weight matrix (default 4096 x 4096, float32) and for two tables (the seed table
-of DESIGN.md and a 4-pair table of 4-level devices), times in the same process:
+of docs/design.md and a 4-pair table of 4-level devices), times in the same process:
 
 * ours: ``QuantizedSlicedConductanceConverter`` with that table;
 * aihwkit's ``CustomPairConductanceConverter`` with the same ``f_lst`` and the table's

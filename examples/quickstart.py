@@ -1,6 +1,6 @@
 """Quantized weight slicing in aihwkit, end to end.
 
-Builds the seed table of DESIGN.md (4 devices, f_lst = [1, 2], 7 levels), sets
+Builds the seed table of docs/design.md (4 devices, f_lst = [1, 2], 7 levels), sets
 ``QuantizedSlicedConductanceConverter`` as the conductance converter of aihwkit's
 PCM noise model, converts the bundled digits CNN to analog, programs it and drifts
 it to several times, and prints the accuracy and the weight error at each.

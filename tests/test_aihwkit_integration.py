@@ -1,4 +1,4 @@
-"""aihwkit 1.1.0 integration: the converter inside real tiles ("the trap", DESIGN.md).
+"""aihwkit 1.1.0 integration: the converter inside real tiles ("the trap", docs/design.md).
 
 aihwkit hands the converter weights it produced itself: ``drift_analog_weights`` converts
 the *programmed* weights again, and the IR-drop tile converts the tile's current weights
@@ -15,7 +15,7 @@ own code paths, that such weights are never quantized again:
 aihwkit's compiled tile (``InferenceRPUConfig``) runs the same checks when it works with
 the installed torch; otherwise those cases are skipped by a probe.
 
-Layout of the converter's output (DESIGN.md): ``2P`` conductance tensors ``gp0, gm0, gp1,
+Layout of the converter's output (docs/design.md): ``2P`` conductance tensors ``gp0, gm0, gp1,
 gm1, ...`` in microsiemens and params with ``scale_ratio`` (uS per weight unit) and
 ``f_lst``; weights are ``sum_k f_k (gp_k - gm_k) / scale_ratio``.
 """
