@@ -948,5 +948,6 @@ def builtin_tables() -> Dict[str, ProgrammingTable]:
         bit_sliced(4, 2, name="4x2lvl-base"),
         bit_sliced(4, 4, name="4x4lvl-base"),
         equal_significance(4, 4, name="4x4lvl-equal"),
+        equal_significance(4, 16, columns="fill", name="4x16lvl-fill"),
     ]
     return {t.name: t for t in tables}

@@ -6,14 +6,17 @@
    embeddings to floating point at 1 s, 1 day and 1 year, ``--repeats`` programmings.
    Rows: aihwkit's continuous converters per tensor and per column (aihwkit's
    ``weight_scaling_columnwise`` mapping), the seed table with ``max`` and with ``mse``
-   per channel, a 4-pair table, and the best table of the optimizer.
+   per channel, a 4-pair table, and the best table of the optimizer (saved as JSON
+   with its noise-aware encodings, swept with noise-aware clipping). Every row is an
+   ordinary ``run_sweep`` call; the benchmark prints the ``aihwkit-slicing sweep``
+   command that reproduces it.
 2. **Digits**: the same rows on the bundled digits CNN, as accuracy.
 3. **Optimizer vs aihwkit's weight programming optimizer (WPO)** on the same weights,
    noise model and times: objective (TNMSE, the WPO loss) and wall time. Both results
    are also measured by the same simulation (:func:`simulated_tnmse`).
 
-Writes ``fidelity.csv``, ``fidelity_minilm.png`` / ``fidelity_digits.png`` and
-``optimizer_vs_wpo.json`` to ``--out``. ``--quick`` runs a small version (digits only,
+Writes ``fidelity.csv``, ``fidelity_minilm.png`` / ``fidelity_digits.png``,
+``optimized-<table>.json`` and ``optimizer_vs_wpo.json`` to ``--out``. ``--quick`` runs a small version (digits only,
 one repeat, a tiny WPO budget) for the tests.
 """
 
@@ -24,69 +27,77 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
 from aihwkit.inference.converter.conductance import NPairConductanceConverter
 
-from aihwkit_slicing import QuantizedSlicedConductanceConverter, equal_significance, seed_table
 from aihwkit_slicing.plotting import plot_metric_vs_time
 from aihwkit_slicing.results import SweepResult
 from aihwkit_slicing.sweep import run_sweep
 from aihwkit_slicing.tasks import digits_task, minilm_task
 from aihwkit_slicing.models.minilm import minilm_available
 from aihwkit_slicing.optimizer import optimize_table, simulated_tnmse, weight_matrices
+from aihwkit_slicing.tables import save_table
 
 TIMES = [1.0, 86400.0, 31536000.0]
 TARGET_TIMES = [86400.0, 31536000.0]
 
 
-def rows_for(task_weights: Any, quick: bool, seed: int) -> Dict[str, Dict[str, Any]]:
-    """The compared settings: name -> run_sweep keyword arguments."""
-    seed_mse = QuantizedSlicedConductanceConverter.from_table(seed_table(), scale="mse",
-                                                              per_channel=True)
-    four_pair = equal_significance(4, 16, columns="fill")
-    four_pair_converter = QuantizedSlicedConductanceConverter.from_table(
-        four_pair, scale="mse", per_channel=True)
+def rows_for(task_weights: Any, quick: bool, seed: int, out: Path
+             ) -> Tuple[Dict[str, Dict[str, Any]], Any, Path]:
+    """The compared settings: name -> run_sweep keyword arguments (and the CLI options
+    that reproduce each row), the optimizer's result and the file of its table."""
     optimized = optimize_table(task_weights, n_pairs=4, device_levels=9 if quick else 33,
                                times=TARGET_TIMES, n_samples=300 if quick else 1000,
                                simulate=False, seed=seed)
+    table_file = out / f"optimized-{optimized.table.name}.json"
+    save_table(optimized.table, table_file)
+    per_tensor = dict(mapping="tensor", scale="max", per_channel=False)
+    per_channel = dict(mapping="column", scale="mse", per_channel=True)
+    noise_aware = ",".join(f"{t:g}" for t in TARGET_TIMES)
     rows = {
-        "aihwkit 1 pair, per tensor": dict(tables={"aihwkit-1pair": "aihwkit-1pair"}),
-        "aihwkit 2 pairs F=[1,3], per tensor": dict(tables={"aihwkit-2pair": "aihwkit-2pair-f13"}),
-        "seed table, max, per tensor": dict(tables={"seed-max": "seed"}),
-        "aihwkit 1 pair, per column": dict(tables={"aihwkit-1pair": "aihwkit-1pair"},
-                                           mapping="column"),
-        "aihwkit 2 pairs F=[1,3], per column": dict(tables={"aihwkit-2pair": "aihwkit-2pair-f13"},
-                                                    mapping="column"),
-        "aihwkit 4 pairs F=[1,1,1,1], per column": dict(
-            tables={"aihwkit-4pair": "aihwkit-4pair-equal"}, mapping="column"),
-        "seed table, mse per channel": dict(tables={"seed-mse": seed_mse}),
-        "4x16lvl equal (fill), mse per channel": dict(tables={"4x16-fill": four_pair_converter}),
-        f"optimizer best: {optimized.table.name}": dict(tables={"optimized":
-                                                                optimized.converter}),
+        "aihwkit 1 pair, per tensor": dict(tables=["aihwkit-1pair"], **per_tensor),
+        "aihwkit 2 pairs F=[1,3], per tensor": dict(tables=["aihwkit-2pair-f13"], **per_tensor),
+        "seed table, max, per tensor": dict(tables=["seed"], **per_tensor),
+        "aihwkit 1 pair, per column": dict(tables=["aihwkit-1pair"], **per_channel),
+        "aihwkit 2 pairs F=[1,3], per column": dict(tables=["aihwkit-2pair-f13"],
+                                                    **per_channel),
+        "aihwkit 4 pairs F=[1,1,1,1], per column": dict(tables=["aihwkit-4pair-equal"],
+                                                        **per_channel),
+        "seed table, mse per channel": dict(tables=["seed"], **per_channel),
+        "4x16lvl equal (fill), mse per channel": dict(tables=["4x16lvl-fill"], **per_channel),
+        f"optimizer best: {optimized.table.name}, noise-aware": dict(
+            tables=[optimized.table], noise_aware=TARGET_TIMES, **per_channel),
     }
-    return rows, optimized
+    for label, kwargs in rows.items():
+        names = ",".join(t if isinstance(t, str) else "" for t in kwargs["tables"]).strip(",")
+        option = f"--tables {names}" if names else f"--table-file {table_file}"
+        kwargs["cli"] = (f"aihwkit-slicing sweep {option} --mapping {kwargs['mapping']} "
+                         f"--scale {kwargs['scale']} "
+                         f"{'--per-channel' if kwargs['per_channel'] else '--per-tensor'}"
+                         f"{' --noise-aware ' + noise_aware if 'noise_aware' in kwargs else ''}")
+    return rows, optimized, table_file
 
 
 def run_rows(task: Any, rows: Dict[str, Dict[str, Any]], repeats: int, seed: int
-             ) -> List[Dict[str, Any]]:
-    records = []
+             ) -> Tuple[List[Dict[str, Any]], Dict[str, float]]:
+    records: List[Dict[str, Any]] = []
+    reference: Dict[str, float] = {}
     for label, kwargs in rows.items():
+        options = {k: v for k, v in kwargs.items() if k != "cli"}
         result = run_sweep(task, times=TIMES, repeats=repeats, seed=seed, progress=False,
-                           **kwargs)
+                           **options)
         for record in result.records:
-            record["row"] = label
-            records.append(record)
+            records.append(dict(record, table=label))
         reference = result.reference
     return records, reference
 
 
 def summarize(records: List[Dict[str, Any]], reference: Dict[str, float], metric: str,
               task: str) -> SweepResult:
-    relabeled = [dict(r, table=r["row"]) for r in records]
-    return SweepResult(relabeled, reference, metric, task, TIMES)
+    return SweepResult(records, reference, metric, task, TIMES)
 
 
 def compare_with_wpo(weights: Any, quick: bool, seed: int) -> Dict[str, Any]:
@@ -143,9 +154,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     if minilm_available() and not args.quick and not args.no_minilm:
         tasks.insert(0, minilm_task())
     for task in tasks:
-        rows, optimized = rows_for(task.model, args.quick, args.seed)
+        rows, optimized, table_file = rows_for(task.model, args.quick, args.seed, args.out)
         print(f"\n{task.name}: optimizer picked {optimized.table.name} "
-              f"(expected TNMSE {optimized.objective:.5f})", flush=True)
+              f"(expected TNMSE {optimized.objective:.5f}), saved as {table_file}", flush=True)
+        print("rows, and the command that reproduces each:")
+        for label, kwargs in rows.items():
+            print(f"  {label}: {kwargs['cli']} --model {task.name} --times "
+                  f"{','.join(f'{t:g}' for t in TIMES)} --repeats {repeats} --seed {args.seed}")
         records, reference = run_rows(task, rows, repeats, args.seed)
         result = summarize(records, reference, task.metric, task.name)
         print(result.format_summary(TIMES), flush=True)
