@@ -17,7 +17,7 @@ def test_bench_convert_runs_and_prints_ratios(capsys):
     assert load("bench_convert").main(["--size", "128", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "memory-copy bound" in out and "CustomPair vs ours" in out
-    assert "peak extra memory" in out
+    assert "peak extra memory of our round trip (mse per channel)" in out
 
 
 def test_bench_fidelity_quick_writes_csv_plot_and_wpo_comparison(tmp_path, capsys):
