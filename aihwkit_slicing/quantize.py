@@ -177,6 +177,7 @@ class LevelQuantizer:
         self._cache: Dict[Tuple[torch.dtype, torch.dtype, torch.device], Tuple[Tensor, ...]] = {}
         self._cell_index: Dict[Tuple[torch.dtype, torch.dtype, torch.device],
                                Optional[CellIndex]] = {}
+        self._noise_cache: Dict[Tuple, Tuple[LevelNoise, Tuple[Tensor, Tensor]]] = {}
 
     def _boundaries(self, level_noise: Optional[LevelNoise]) -> Tensor:
         """Decision boundaries between neighbouring levels (microsiemens, float64)."""
@@ -237,6 +238,21 @@ class LevelQuantizer:
             cells = CellIndex.build(mids)
             self._cell_index[key] = None if cells is None else cells.to(device)
         return self._cache[key]
+
+    def noise_tensors(self, level_noise: Optional[LevelNoise], dtype: torch.dtype,
+                      device: torch.device) -> Optional[Tuple[Tensor, Tensor]]:
+        """``(mean, mean_square)`` of ``level_noise`` per level as tensors on ``device``
+        (cached: copied to the device once), or None without level noise."""
+        if level_noise is None:
+            return None
+        key = (id(level_noise), dtype, torch.device(device))
+        cached = self._noise_cache.get(key)
+        if cached is None or cached[0] is not level_noise:
+            tensors = tuple(torch.as_tensor(values, dtype=dtype).to(device) for values in
+                            (level_noise.mean, level_noise.mean_square))
+            cached = (level_noise, tensors)
+            self._noise_cache[key] = cached
+        return cached[1]
 
     def level_index(self, x_us: Tensor) -> Tensor:
         """Index (int64) of the nearest level of each of ``x_us`` (compute dtype, uS)."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -116,24 +116,12 @@ def compute_scaling(
             cannot represent.
     """
     cdtype = compute_dtype(weights.dtype)
-    levels = quantizer.lookup_tensors(weights.dtype, weights.device)[1]
-    top, bottom = float(levels[-1]), float(levels[0])
+    top, bottom = float(quantizer.table.levels[-1]), float(quantizer.table.levels[0])
     w = weights.reshape(weights.shape[0], -1) if per_channel and weights.dim() > 0 else (
         weights.reshape(1, -1)
     )
     # (amin and amax separately: aminmax along a dimension is several times slower)
     w_min, w_max = w.amin(dim=1).to(cdtype), w.amax(dim=1).to(cdtype)
-    low, high = float(w_min.min()), float(w_max.max())
-    if not (math.isfinite(low) and math.isfinite(high)):
-        raise_not_finite(weights)
-    if bool((w_max > 0).any()) and top <= 0:
-        raise ValueError(
-            f"the table cannot represent positive weights: its highest level is {top:g} uS"
-        )
-    if bool((w_min < 0).any()) and bottom >= 0:
-        raise ValueError(
-            f"the table cannot represent negative weights: its lowest level is {bottom:g} uS"
-        )
     inf = torch.tensor(float("inf"), dtype=cdtype, device=w.device)
     if rule == "max":
         up = torch.where(w_max > 0, top / w_max, inf)
@@ -147,14 +135,35 @@ def compute_scaling(
             torch.full_like(w_max, top),
             torch.where(w_max <= 0, torch.full_like(w_max, -bottom), torch.full_like(w_max, mixed)),
         )
-        abs_max = torch.maximum(w_max.abs(), w_min.abs())
+        # (non-finite weights raise below, once the host sees them; the search must
+        # not trip over them first)
+        finite = w.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+        abs_max = torch.maximum(w_max.abs(), w_min.abs()).nan_to_num(nan=0.0, posinf=0.0)
         if rule == "percentile":
-            clip = _percentile_abs(w, percentile).to(cdtype)
+            clip = _percentile_abs(finite, percentile).to(cdtype)
         else:
-            clip = _mse_clip(w, quantizer, reach, abs_max, level_noise)
+            clip = _mse_clip(finite, quantizer, reach, abs_max, level_noise)
         scale = torch.where(clip > 0, reach / clip, inf)
     scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
-    clipped = 0.0 if rule == "max" else _clipped_fraction(w, scale, bottom, top)
+    # Everything the host needs, in one transfer (one synchronisation on a GPU): the
+    # extremes (finite?), the signs in use, and the clip counts.
+    checks = [w_min.min().double(), w_max.max().double(), (w_max > 0).any().double(),
+              (w_min < 0).any().double()]
+    if rule != "max":
+        checks += list(_clip_counts(w, scale, bottom, top))
+    values = torch.stack(checks).tolist()
+    low, high, positive, negative = values[:4]
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise_not_finite(weights)
+    if positive and top <= 0:
+        raise ValueError(
+            f"the table cannot represent positive weights: its highest level is {top:g} uS"
+        )
+    if negative and bottom >= 0:
+        raise ValueError(
+            f"the table cannot represent negative weights: its lowest level is {bottom:g} uS"
+        )
+    clipped = 0.0 if rule == "max" else values[4] / max(1.0, values[5])
     if per_channel and weights.dim() > 0:
         scale = scale.reshape((weights.shape[0],) + (1,) * (weights.dim() - 1))
     else:
@@ -162,9 +171,10 @@ def compute_scaling(
     return Scaling(scale=scale, clipped_fraction=clipped)
 
 
-def _clipped_fraction(w: Tensor, scale: Tensor, bottom: float, top: float) -> float:
-    """Fraction of the non-zero entries of ``w`` (rows scaled by ``scale``, in uS) that
-    lie above the highest level ``top`` or below the lowest level ``bottom``.
+def _clip_counts(w: Tensor, scale: Tensor, bottom: float, top: float) -> Tuple[Tensor, Tensor]:
+    """How many non-zero entries of ``w`` (rows scaled by ``scale``, in uS) lie above the
+    highest level ``top`` or below the lowest level ``bottom``, and how many are non-zero
+    (0-d tensors on ``w``'s device: the caller fetches them with its other checks).
 
     Zeros are left out, like the clip itself: zero padding must not change it. A weight
     within a relative :data:`CLIP_TOLERANCE` of an outermost level lands on that level
@@ -172,8 +182,8 @@ def _clipped_fraction(w: Tensor, scale: Tensor, bottom: float, top: float) -> fl
     """
     scaled = w.to(scale.dtype) * scale[:, None]
     high, low = top * (1 + CLIP_TOLERANCE), bottom * (1 + CLIP_TOLERANCE)
-    beyond = int(((scaled > high) | (scaled < low)).sum())
-    return beyond / max(1, int(w.count_nonzero()))
+    beyond = ((scaled > high) | (scaled < low)).sum().double()
+    return beyond, w.count_nonzero().double()
 
 
 def raise_not_finite(weights: Tensor) -> None:
@@ -231,10 +241,9 @@ def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tens
     best_ratio = hi.clone()
     for stage in range(1 + MSE_REFINEMENTS):
         if stage == 0:
-            grid = torch.linspace(0, 1, coarse + 1, dtype=torch.float64)[1:]
+            grid = torch.linspace(0, 1, coarse + 1, dtype=torch.float64, device=w.device)[1:]
         else:
-            grid = torch.linspace(0, 1, MSE_FINE_STEPS, dtype=torch.float64)
-        grid = grid.to(w.device)
+            grid = torch.linspace(0, 1, MSE_FINE_STEPS, dtype=torch.float64, device=w.device)
         ratios = (lo[:, None] + (hi - lo)[:, None] * grid[None, :]).clamp(min=1e-6)  # [C, K]
         mse = errors(reach[:, None] / (ratios * safe_max[:, None]))
         best_ratio = ratios.gather(1, mse.argmin(dim=1, keepdim=True))[:, 0]
@@ -271,18 +280,20 @@ class _DirectErrors:
         if level_noise is not None and len(level_noise.mean) != n_levels:
             raise ValueError(
                 f"level_noise has {len(level_noise.mean)} levels, the table {n_levels}")
-        self.mu = None if level_noise is None else torch.as_tensor(
-            level_noise.mean, dtype=cdtype, device=w.device)
-        self.msq = None if level_noise is None else torch.as_tensor(
-            level_noise.mean_square, dtype=cdtype, device=w.device)
+        noise = quantizer.noise_tensors(level_noise, cdtype, w.device)
+        self.mu, self.msq = noise if noise is not None else (None, None)
         # evenly spaced levels: round (midpoint boundaries) or floor and compare with
         # the one boundary between the two neighbouring levels (noise-aware ones)
         self.step = quantizer.level_step
         self.midpoints = level_noise is None and quantizer.uniform_step is not None
         self.boundaries = quantizer.lookup_tensors(self.w.dtype, w.device)[0]
-        zero_index = int(torch.argmin(levels.abs()))
-        self.zero_error = float(levels[zero_index]) ** 2 + (0.0 if self.mu is None else float(
-            2 * levels[zero_index] * self.mu[zero_index] + self.msq[zero_index]))
+        host_levels = quantizer.table.levels  # (host values: no device synchronisation)
+        zero_index = int(abs(host_levels).argmin())
+        zero = float(host_levels[zero_index])
+        self.low = float(host_levels[0])
+        self.zero_error = zero**2 + (0.0 if level_noise is None else
+                                     2 * zero * level_noise.mean[zero_index]
+                                     + level_noise.mean_square[zero_index])
 
     def __call__(self, scales: Tensor) -> Tensor:
         """``[C, K]`` candidate scales (uS per weight unit) -> ``[C, K]`` mean squared errors."""
@@ -296,14 +307,14 @@ class _DirectErrors:
             s = scales[r0:r1].clamp(max=torch.finfo(self.w.dtype).max).to(self.w.dtype)
             x = self.w[r0:r1, None, :] * s[:, :, None]  # [n, K, m] in uS
             if self.midpoints:
-                low, step = float(self.levels[0]), self.step
+                low, step = self.low, self.step
                 diff = x.sub(low).div_(step).round_().clamp_(0, len(self.levels) - 1)
                 diff = diff.mul_(-step).add_(x).sub_(low)  # x - level
                 error = diff.square_()
             else:
                 # (index_select on a flat index: several times faster than x[index])
                 if self.step is not None:
-                    low = float(self.levels[0])
+                    low = self.low
                     index = x.sub(low).div_(self.step).floor_().clamp_(
                         0, len(self.levels) - 2).int().reshape(-1)
                     index += x.reshape(-1) > self.boundaries.index_select(0, index)
@@ -351,24 +362,23 @@ class _SortedErrors:
         zero = torch.zeros(rows, 1, dtype=torch.float64, device=w.device)
         self.s1 = torch.cat([zero, torch.cumsum(self.sorted, dim=1)], dim=1)
         self.s2 = torch.cat([zero, torch.cumsum(self.sorted.square(), dim=1)], dim=1)
-        levels = torch.as_tensor(quantizer.table.levels, dtype=torch.float64, device=w.device)
+        self.mids, levels = quantizer.lookup_tensors(torch.float64, w.device)[:2]
         self.levels = levels
-        self.mids = quantizer.boundaries_us.to(w.device)
         self.weight_count = w.shape[1]
         self.zeros = (self.sorted == 0).sum(dim=1).double()
         self.nonzero = (self.weight_count - self.zeros).clamp(min=1)
-        zero_index = int(torch.argmin(levels.abs()))
-        self.zero_level = float(levels[zero_index])
+        zero_index = int(abs(quantizer.table.levels).argmin())  # host values: no sync
+        self.zero_level = float(quantizer.table.levels[zero_index])
         n_levels = levels.numel()
         if level_noise is not None and len(level_noise.mean) != n_levels:
             raise ValueError(
                 f"level_noise has {len(level_noise.mean)} levels, the table {n_levels}"
             )
-        self.mu = torch.as_tensor(level_noise.mean if level_noise else [0.0] * n_levels,
-                                  dtype=torch.float64, device=w.device)
-        self.msq = torch.as_tensor(level_noise.mean_square if level_noise else [0.0] * n_levels,
-                                   dtype=torch.float64, device=w.device)
-        self.zero_mu, self.zero_msq = float(self.mu[zero_index]), float(self.msq[zero_index])
+        noise = quantizer.noise_tensors(level_noise, torch.float64, w.device)
+        zeros = torch.zeros_like(levels)
+        self.mu, self.msq = noise if noise is not None else (zeros, zeros)
+        self.zero_mu = level_noise.mean[zero_index] if level_noise else 0.0
+        self.zero_msq = level_noise.mean_square[zero_index] if level_noise else 0.0
 
     def __call__(self, scales: Tensor) -> Tensor:
         """``[C, K]`` candidate scales (uS per weight unit) -> ``[C, K]`` mean squared errors."""

@@ -119,3 +119,41 @@ def test_per_channel_clips_of_both_paths_give_the_same_error(name, monkeypatch):
         return 10 * math.log10(float(w.square().sum() / (q - w).square().sum()))
 
     assert abs(sqnr(True) - sqnr(False)) <= 0.01
+
+
+# ------------------------------------------------ host synchronisations per conversion
+class HostReads:
+    """Counts reads of tensor values by the host (each is a device synchronisation on a
+    GPU): bool(), float(), int(), item(), tolist(), numpy()."""
+
+    NAMES = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy")
+
+    def __init__(self, monkeypatch):
+        self.count = 0
+        for name in self.NAMES:
+            original = getattr(torch.Tensor, name)
+
+            def counted(tensor, *args, _original=original, **kwargs):
+                self.count += 1
+                return _original(tensor, *args, **kwargs)
+
+            monkeypatch.setattr(torch.Tensor, name, counted)
+
+
+@pytest.mark.parametrize("scale,per_channel,noisy", [
+    ("max", False, False), ("max", True, False), ("percentile", True, False),
+    ("mse", False, False), ("mse", True, False), ("mse", True, True)])
+@pytest.mark.parametrize("name", ["seed", "4x4", "non-uniform"])
+def test_converting_trained_weights_reads_values_on_the_host_once(name, scale, per_channel,
+                                                                 noisy, monkeypatch):
+    from aihwkit_slicing import QuantizedSlicedConductanceConverter
+
+    table = TABLES[name]
+    noise = level_noise(table, "pcm", [86400.0], n_samples=50) if noisy else None
+    converter = QuantizedSlicedConductanceConverter.from_table(
+        table, scale=scale, per_channel=per_channel, level_noise=noise)
+    weights = torch.randn(64, 300, generator=torch.Generator().manual_seed(4))
+    converter.convert_to_conductances(weights)  # build the per-device lookup tables once
+    reads = HostReads(monkeypatch)
+    converter.convert_to_conductances(weights)
+    assert reads.count == 1, f"{reads.count} host reads"  # the one fetch of the checks
