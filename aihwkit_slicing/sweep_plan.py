@@ -91,6 +91,7 @@ class SweepPlan:
     rpu_config: Optional[RPUConfigBase] = None
     device: str = "cpu"
     _described: Dict[Setting, Dict[str, Any]] = field(default_factory=dict, repr=False)
+    _level_noise: Dict[Tuple[str, str], Any] = field(default_factory=dict, repr=False)
 
     def settings(self) -> List[Setting]:
         """Every setting, tables outermost."""
@@ -108,9 +109,12 @@ class SweepPlan:
         level_noise = None
         if self.noise_aware and table is not None and not isinstance(
                 spec, BaseConductanceConverter):
-            level_noise = simulate_level_noise(
-                table, self.noise_models[noise_name], self.noise_aware,
-                seed=stable_seed(self.seed, "level noise", table.content_hash()))
+            key = (table.content_hash(), noise_name)
+            if key not in self._level_noise:  # Monte Carlo, seeded: the same every time
+                self._level_noise[key] = simulate_level_noise(
+                    table, self.noise_models[noise_name], self.noise_aware,
+                    seed=stable_seed(self.seed, "level noise", *key))
+            level_noise = self._level_noise[key]
         return make_converter(spec, scale=self.scale, per_channel=self.per_channel,
                               percentile=self.percentile, level_noise=level_noise)
 
