@@ -309,25 +309,29 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         block = self._quantizer.encode(weights, scale)
         return list(block.unbind(0)), self._params(scale, scaling.clipped_fraction)
 
-    def _convert_tile_copy(self, copy: Tensor) -> Tuple[List[Tensor], Dict]:
-        """The IR-drop forward pass: ``copy`` is a tile's weights, ``[in, out]``, padded.
+    def _convert_tile_copy(self, tile_copy: Tensor) -> Tuple[List[Tensor], Dict]:
+        """The IR-drop forward pass: ``tile_copy`` is a tile's weights, ``[in, out]``,
+        zero-padded.
 
-        Answered with the devices of the live state whose weights ``copy`` reproduces
-        exactly (the drifted state first, then the programmed one); a copy of no live
-        state is a new target, with its channels (output columns) along dimension 1.
+        Answered with the devices of the live state whose weights ``tile_copy``
+        reproduces exactly (the drifted state first, then the programmed one); a copy of
+        no live state is a new target, with its channels (output columns) along
+        dimension 1.
         """
         decode = self._quantizer.decode
         for programmed in device_state.live_states(self.table.key):
             for state in (programmed.current, programmed):
                 if state is not None and device_state.match_padded_transpose(
-                        copy, state, decode):
-                    padding = self._quantizer.zero_conductances(copy.dtype, copy.device)
-                    laid_out = device_state.laid_out_like_copy(state, copy.shape[0], padding)
+                        tile_copy, state, decode):
+                    padding = self._quantizer.zero_conductances(tile_copy.dtype,
+                                                                tile_copy.device)
+                    laid_out = device_state.laid_out_like_copy(state, tile_copy.shape[0],
+                                                               padding)
                     scale = state.scale.reshape(1, -1) if state.scale.dim() else state.scale
                     return laid_out, self._params(scale, state.clipped_fraction)
-        if copy.dim() != 2:
-            return self._convert_new_target(copy)
-        return self._convert_new_target(copy, channel_dim=1)
+        if tile_copy.dim() != 2:
+            return self._convert_new_target(tile_copy)
+        return self._convert_new_target(tile_copy, channel_dim=1)
 
     def _scaling(self, weights: Tensor) -> Scaling:
         return compute_scaling(weights, self._quantizer, self.scale, self.per_channel,
