@@ -27,13 +27,16 @@ an enclosing :class:`~aihwkit.nn.AnalogSequential` or ``AnalogWrapper``.
 torch model, :func:`convert_to_digital_sliced` converts back.
 
 How a weight is split (:class:`WeightSlicing`) is documented there; all rules scale
-per tensor by ``R = max|W|`` (in weight units).
+per tensor by ``R = max|W|`` (in weight units). The rule names follow
+:func:`aihwkit_slicing.tables.bit_sliced`: ``"base"`` with ``levels_per_slice`` is
+the positional rule, ``"binary"`` with ``bits_per_slice`` its special case
+``levels_per_slice = 2 ** bits_per_slice``.
 
 Training: an optimizer step moves slice ``k`` by ``-lr * f_k * dL/dW``, so the
 reconstructed weight moves by ``-lr * (sum_k f_k**2) * dL/dW``; lower the learning
-rate for large factors (``"binary"``). Slices trained this way leave their split
-(and, for ``"binary"``, the digit grid); ``layer.set_weights(*layer.get_weights())``
-splits the trained weight anew.
+rate for large factors (``"base"``, ``"binary"``). Slices trained this way leave
+their split (and, for ``"base"``, the digit grid);
+``layer.set_weights(*layer.get_weights())`` splits the trained weight anew.
 """
 
 from __future__ import annotations
@@ -55,12 +58,18 @@ from aihwkit.simulator.parameters.base import RPUConfigBase
 from aihwkit_slicing.compat import check_compiled_tile
 from aihwkit_slicing.validation import is_integer, is_real_number
 
-#: Named significance rules (a list of factors is the third option).
-SIGNIFICANCE_MODES = ("equal", "binary")
+#: Named significance rules (a list of factors is the third option). ``"base"`` is
+#: the positional rule of :func:`aihwkit_slicing.tables.bit_sliced`; ``"binary"`` is
+#: its special case for ``levels_per_slice = 2 ** bits_per_slice``.
+SIGNIFICANCE_MODES = ("equal", "base", "binary")
 
 #: Largest ``n_slices * bits_per_slice`` for ``"binary"``: the integer magnitudes
 #: must stay exact in float64.
 MAX_BINARY_BITS = 52
+
+#: Largest ``levels_per_slice ** n_slices`` for ``"base"`` (the same bound as
+#: :data:`MAX_BINARY_BITS`: the integer magnitudes must stay exact in float64).
+MAX_BASE_LEVELS = 2**MAX_BINARY_BITS
 
 Significance = Union[str, Sequence[float]]
 
@@ -77,14 +86,21 @@ class WeightSlicing:
     * ``"equal"``: ``f_k = 1`` and ``W_k = W / n_slices`` (``rho = R / n``). The
       reconstruction is exact (up to float rounding); the independent device noise
       of the slices averages out.
-    * ``"binary"``: ``f_k = 2 ** (b * k)`` with ``b = bits_per_slice``. The weight is
-      quantized to ``N = n_slices * b`` bits of magnitude plus sign: with the step
-      ``delta = R / (2 ** N - 1)`` (weight units), ``q = round(|W| / delta)`` (nearest
-      integer, ties to even) and ``W_k = sign(W) * d_k * delta``, where ``d_k`` is the
-      ``k``-th base-``2 ** b`` digit of ``q``. Each slice lies in
-      ``[-rho, rho]`` with ``rho = (2 ** b - 1) * delta`` and holds integer multiples
-      of ``delta`` only; ``sum_k f_k W_k = sign(W) * q * delta`` is within
-      ``delta / 2`` of ``W``.
+    * ``"base"``: positional digits, the rule :func:`aihwkit_slicing.tables.bit_sliced`
+      calls ``"base"``. With ``L = levels_per_slice`` levels of magnitude per slice
+      (digits ``0 .. L - 1``), ``f_k = L ** k``. The weight is quantized to
+      ``L ** n_slices`` levels of magnitude plus sign: with the step
+      ``delta = R / (L ** n_slices - 1)`` (weight units), ``q = round(|W| / delta)``
+      (nearest integer, ties to even) and ``W_k = sign(W) * d_k * delta``, where
+      ``d_k`` is the ``k``-th base-``L`` digit of ``q``. Each slice lies in
+      ``[-rho, rho]`` with ``rho = (L - 1) * delta`` and holds integer multiples of
+      ``delta`` only; ``sum_k f_k W_k = sign(W) * q * delta`` is within ``delta / 2``
+      of ``W``.
+    * ``"binary"``: ``"base"`` with ``L = 2 ** b`` levels, ``b = bits_per_slice``, so
+      ``f_k = 2 ** (b * k)`` and the weight has ``N = n_slices * b`` bits of magnitude
+      plus sign (``delta = R / (2 ** N - 1)``). ``WeightSlicing(n, "binary",
+      bits_per_slice=b)`` splits exactly as ``WeightSlicing(n, "base",
+      levels_per_slice=2 ** b)`` and compares equal to it.
     * a list of ``n_slices`` positive finite factors: no quantization. From the most
       significant slice down (largest factor first; among equal factors the higher
       index first), slice ``k`` takes the part of the remaining weight ``r`` that its
@@ -95,16 +111,26 @@ class WeightSlicing:
 
     Args:
         n_slices: Number of slices (analog tiles) per weight, at least 1.
-        significance: ``"equal"``, ``"binary"`` or a sequence of ``n_slices``
-            factors, one per slice.
+        significance: ``"equal"``, ``"base"``, ``"binary"`` or a sequence of
+            ``n_slices`` factors, one per slice.
         bits_per_slice: Bits of magnitude per slice for ``"binary"`` (default 1);
             must be left ``None`` for the other rules.
+        levels_per_slice: Levels of magnitude per slice (digits ``0 .. L - 1``) for
+            ``"base"``, at least 2 (default 2); must be left ``None`` for the other
+            rules (``"binary"`` takes ``bits_per_slice``).
+
+    Attributes:
+        levels_per_slice: ``L`` for ``"base"``, ``2 ** bits_per_slice`` for
+            ``"binary"``, ``None`` for the other rules.
+        bits_per_slice: ``b`` for ``"binary"``, else ``None``.
 
     Raises:
         ValueError: for ``n_slices < 1``, an unknown rule, a wrong number of factors,
             non-positive or non-finite factors, ``bits_per_slice < 1``,
-            ``n_slices * bits_per_slice > 52`` or ``bits_per_slice`` with a rule
-            other than ``"binary"``; the message names the argument.
+            ``n_slices * bits_per_slice > 52``, ``levels_per_slice < 2``,
+            ``levels_per_slice ** n_slices > 2 ** 52``, or ``bits_per_slice`` /
+            ``levels_per_slice`` with a rule they do not apply to; the message names
+            the argument and the value.
         TypeError: for arguments of the wrong type (naming the argument).
     """
 
@@ -113,6 +139,7 @@ class WeightSlicing:
         n_slices: int,
         significance: Significance = "equal",
         bits_per_slice: Optional[int] = None,
+        levels_per_slice: Optional[int] = None,
     ):
         if not is_integer(n_slices):
             raise TypeError(f"n_slices must be an integer, got {n_slices!r}")
@@ -134,6 +161,16 @@ class WeightSlicing:
                 "bits_per_slice only applies to significance='binary', got "
                 f"bits_per_slice={bits_per_slice!r} with significance={self.significance!r}"
             )
+        if levels_per_slice is not None and self.significance != "base":
+            hint = (" (give bits_per_slice for 'binary')"
+                    if self.significance == "binary" else "")
+            raise ValueError(
+                "levels_per_slice only applies to significance='base', got "
+                f"levels_per_slice={levels_per_slice!r} with "
+                f"significance={self.significance!r}{hint}"
+            )
+        self.bits_per_slice: Optional[int] = None
+        self.levels_per_slice: Optional[int] = None
         if self.significance == "binary":
             bits = 1 if bits_per_slice is None else bits_per_slice
             if not is_integer(bits):
@@ -145,9 +182,20 @@ class WeightSlicing:
                     f"n_slices * bits_per_slice must be at most {MAX_BINARY_BITS}, got "
                     f"{self.n_slices} * {bits} = {self.n_slices * bits} (bits_per_slice)"
                 )
-            self.bits_per_slice: Optional[int] = int(bits)
-        else:
-            self.bits_per_slice = None
+            self.bits_per_slice = int(bits)
+            self.levels_per_slice = 2**self.bits_per_slice
+        elif self.significance == "base":
+            levels = 2 if levels_per_slice is None else levels_per_slice
+            if not is_integer(levels):
+                raise TypeError(f"levels_per_slice must be an integer, got {levels!r}")
+            if levels < 2:
+                raise ValueError(f"levels_per_slice must be at least 2, got {levels!r}")
+            if int(levels) ** self.n_slices > MAX_BASE_LEVELS:
+                raise ValueError(
+                    f"levels_per_slice ** n_slices must be at most 2**{MAX_BINARY_BITS}, "
+                    f"got levels_per_slice={levels!r} with n_slices={self.n_slices}"
+                )
+            self.levels_per_slice = int(levels)
 
     @staticmethod
     def _validate_factors(factors: Any, n_slices: int) -> Tuple[float, ...]:
@@ -155,8 +203,8 @@ class WeightSlicing:
             factors = factors.tolist()
         if not isinstance(factors, Sequence) or isinstance(factors, (str, bytes)):
             raise TypeError(
-                "significance must be 'equal', 'binary' or a sequence of factors, got "
-                f"{type(factors).__name__}"
+                "significance must be 'equal', 'base', 'binary' or a sequence of "
+                f"factors, got {type(factors).__name__}"
             )
         if len(factors) != n_slices:
             raise ValueError(
@@ -178,17 +226,20 @@ class WeightSlicing:
         """The significance factors ``f_k``, one per slice (slice order)."""
         if self.significance == "equal":
             return (1.0,) * self.n_slices
-        if self.significance == "binary":
-            bits = int(self.bits_per_slice or 1)
-            return tuple(float(2 ** (bits * k)) for k in range(self.n_slices))
+        if self.levels_per_slice is not None:  # "base" and "binary"
+            return tuple(float(self.levels_per_slice**k) for k in range(self.n_slices))
         return self.significance  # type: ignore[return-value]
 
     @property
     def total_bits(self) -> Optional[int]:
-        """Bits of magnitude of the quantized weight (``"binary"`` only, else None)."""
-        if self.bits_per_slice is None:
+        """Bits of magnitude of the quantized weight: ``n_slices * bits_per_slice``.
+
+        Also for ``"base"`` when ``levels_per_slice`` is a power of two; else None.
+        """
+        levels = self.levels_per_slice
+        if levels is None or levels & (levels - 1):
             return None
-        return self.n_slices * self.bits_per_slice
+        return self.n_slices * (levels.bit_length() - 1)
 
     def slice_range(self, weight: Tensor) -> float:
         """``rho``: the largest ``|W_k|`` of any slice for this weight (weight units)."""
@@ -225,21 +276,20 @@ class WeightSlicing:
             parts = [torch.zeros_like(w) for _ in range(self.n_slices)]
         elif self.significance == "equal":
             parts = [w / self.n_slices for _ in range(self.n_slices)]
-        elif self.significance == "binary":
-            parts = self._split_binary(w, r_max)
+        elif self.levels_per_slice is not None:  # "base" and "binary"
+            parts = self._split_digits(w, r_max, self.levels_per_slice)
         else:
             parts = self._split_greedy(w, r_max)
         return [p.to(dtype=weight.dtype, device=weight.device) for p in parts]
 
-    def _split_binary(self, w: Tensor, r_max: float) -> List[Tensor]:
-        bits = int(self.bits_per_slice or 1)
-        top = 2 ** (self.n_slices * bits) - 1
+    def _split_digits(self, w: Tensor, r_max: float, levels: int) -> List[Tensor]:
+        top = levels**self.n_slices - 1
         delta = r_max / top
         q = torch.round(w.abs() / delta).clamp_(max=top).to(torch.int64)
         sign = torch.sign(w)
-        mask = 2**bits - 1
         return [
-            sign * ((q >> (bits * k)) & mask).to(torch.float64) * delta
+            sign * torch.remainder(torch.div(q, levels**k, rounding_mode="floor"), levels)
+            .to(torch.float64) * delta
             for k in range(self.n_slices)
         ]
 
@@ -275,27 +325,43 @@ class WeightSlicing:
         return total.to(slices[0].dtype)
 
     # ------------------------------------------------------------------ python protocol
-    def _args(self) -> Tuple[int, Union[str, Tuple[float, ...]], Optional[int]]:
-        return (self.n_slices, self.significance, self.bits_per_slice)
+    def arguments(self) -> Dict[str, Any]:
+        """The constructor arguments, as spelled (``WeightSlicing(**arguments())``).
+
+        ``significance`` is a string or a list of factors; ``bits_per_slice`` appears
+        for ``"binary"`` only, ``levels_per_slice`` for ``"base"`` only. JSON-able.
+        """
+        significance = self.significance
+        args: Dict[str, Any] = {
+            "n_slices": self.n_slices,
+            "significance": significance if isinstance(significance, str)
+            else list(significance),
+        }
+        if significance == "binary":
+            args["bits_per_slice"] = self.bits_per_slice
+        elif significance == "base":
+            args["levels_per_slice"] = self.levels_per_slice
+        return args
+
+    def _key(self) -> Tuple[int, Union[str, Tuple[float, ...]], Optional[int]]:
+        # "binary" with b bits is "base" with 2 ** b levels: they compare equal
+        if self.levels_per_slice is not None:
+            return (self.n_slices, "base", self.levels_per_slice)
+        return (self.n_slices, self.significance, None)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WeightSlicing):
             return NotImplemented
-        return self._args() == other._args()
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self._args())
+        return hash(self._key())
+
+    def _repr_args(self) -> str:
+        return ", ".join(f"{name}={value!r}" for name, value in self.arguments().items())
 
     def __repr__(self) -> str:
-        significance = (
-            repr(self.significance)
-            if isinstance(self.significance, str)
-            else repr(list(self.significance))
-        )
-        args = [f"n_slices={self.n_slices}", f"significance={significance}"]
-        if self.significance == "binary":
-            args.append(f"bits_per_slice={self.bits_per_slice}")
-        return f"WeightSlicing({', '.join(args)})"
+        return f"WeightSlicing({self._repr_args()})"
 
 
 def _check_rpu_config(rpu_config: Optional[RPUConfigBase]) -> RPUConfigBase:
@@ -465,16 +531,14 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
 
     # ------------------------------------------------------------------ state
     def get_extra_state(self) -> Dict[str, Any]:
-        """The slicing parameters, stored in ``state_dict`` to check a reload."""
-        return {
-            "n_slices": self.slicing.n_slices,
-            "significance": (
-                self.slicing.significance
-                if isinstance(self.slicing.significance, str)
-                else list(self.slicing.significance)
-            ),
-            "bits_per_slice": self.slicing.bits_per_slice,
-        }
+        """The slicing parameters, stored in ``state_dict`` to check a reload.
+
+        ``n_slices``, ``significance``, ``bits_per_slice`` (``None`` but for
+        ``"binary"``) and, for ``"base"`` only, ``levels_per_slice``.
+        """
+        state = self.slicing.arguments()
+        state.setdefault("bits_per_slice", None)
+        return state
 
     def set_extra_state(self, state: Dict[str, Any]) -> None:
         """Refuse a state saved with other slicing parameters.
@@ -483,7 +547,8 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
             ValueError: if the saved slicing differs from this layer's.
         """
         saved = WeightSlicing(
-            state["n_slices"], state["significance"], state.get("bits_per_slice")
+            state["n_slices"], state["significance"], state.get("bits_per_slice"),
+            state.get("levels_per_slice"),
         )
         if saved != self.slicing:
             raise ValueError(
@@ -511,13 +576,7 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         return digital.to(device=tile.device, dtype=weight.dtype)
 
     def _slicing_repr(self) -> str:
-        significance = self.slicing.significance
-        text = f"n_slices={self.n_slices}, significance=" + (
-            repr(significance) if isinstance(significance, str) else repr(list(significance))
-        )
-        if self.slicing.bits_per_slice is not None:
-            text += f", bits_per_slice={self.slicing.bits_per_slice}"
-        return text
+        return self.slicing._repr_args()  # pylint: disable=protected-access
 
 
 class AnalogSlicedLinear(_AnalogSlicedBase):
@@ -537,11 +596,12 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
         out_features: Output size.
         n_slices: Number of slices (tiles), at least 1.
         bias: Whether to add a digital bias (once, after the sum).
-        significance: ``"equal"``, ``"binary"`` or a list of ``n_slices`` factors;
-            see :class:`WeightSlicing` for how each splits a weight.
+        significance: ``"equal"``, ``"base"``, ``"binary"`` or a list of ``n_slices``
+            factors; see :class:`WeightSlicing` for how each splits a weight.
         rpu_config: The aihwkit RPU config of every slice (each slice gets a deep
             copy). Default: ``TorchInferenceRPUConfig()``.
         bits_per_slice: Bits of magnitude per slice for ``"binary"`` (default 1).
+        levels_per_slice: Levels of magnitude per slice for ``"base"`` (default 2).
 
     Raises:
         ValueError / TypeError: for bad slicing arguments (see :class:`WeightSlicing`),
@@ -557,12 +617,13 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
         significance: Significance = "equal",
         rpu_config: Optional[RPUConfigBase] = None,
         bits_per_slice: Optional[int] = None,
+        levels_per_slice: Optional[int] = None,
     ):
         Module.__init__(self)
         self.in_features, self.out_features = _positive_sizes(
             in_features=in_features, out_features=out_features)
         self._setup(
-            WeightSlicing(n_slices, significance, bits_per_slice),
+            WeightSlicing(n_slices, significance, bits_per_slice, levels_per_slice),
             lambda config: AnalogLinear(self.in_features, self.out_features, bias=False,
                                         rpu_config=config),
             rpu_config,
@@ -585,13 +646,18 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
         n_slices: int = 1,
         significance: Significance = "equal",
         bits_per_slice: Optional[int] = None,
+        levels_per_slice: Optional[int] = None,
     ) -> "AnalogSlicedLinear":
-        """A sliced layer holding the split weight (and the bias) of ``module``."""
+        """A sliced layer holding the split weight (and the bias) of ``module``.
+
+        The arguments after ``module`` are those of the constructor.
+        """
         if not isinstance(module, Linear):
             raise TypeError(f"module must be a torch.nn.Linear, got {type(module).__name__}")
         layer = cls(module.in_features, module.out_features, n_slices,
                     bias=module.bias is not None, significance=significance,
-                    rpu_config=rpu_config, bits_per_slice=bits_per_slice)
+                    rpu_config=rpu_config, bits_per_slice=bits_per_slice,
+                    levels_per_slice=levels_per_slice)
         layer.set_weights(module.weight, module.bias)
         return layer.to(module.weight.device)
 
@@ -617,11 +683,12 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         padding: Zero padding (int or pair; no string modes).
         dilation: Dilation (int or pair).
         bias: Whether to add a digital bias (once, after the sum).
-        significance: ``"equal"``, ``"binary"`` or a list of ``n_slices`` factors
-            (see :class:`WeightSlicing`).
+        significance: ``"equal"``, ``"base"``, ``"binary"`` or a list of ``n_slices``
+            factors (see :class:`WeightSlicing`).
         rpu_config: The aihwkit RPU config of every slice (deep-copied per slice).
             Default: ``TorchInferenceRPUConfig()``.
         bits_per_slice: Bits of magnitude per slice for ``"binary"`` (default 1).
+        levels_per_slice: Levels of magnitude per slice for ``"base"`` (default 2).
 
     Raises:
         ValueError / TypeError: for bad arguments, naming them.
@@ -640,9 +707,10 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         significance: Significance = "equal",
         rpu_config: Optional[RPUConfigBase] = None,
         bits_per_slice: Optional[int] = None,
+        levels_per_slice: Optional[int] = None,
     ):
         Module.__init__(self)
-        slicing = WeightSlicing(n_slices, significance, bits_per_slice)
+        slicing = WeightSlicing(n_slices, significance, bits_per_slice, levels_per_slice)
         self.in_channels, self.out_channels = _positive_sizes(
             in_channels=in_channels, out_channels=out_channels)
         self.kernel_size = self._pair("kernel_size", kernel_size, minimum=1)
@@ -692,8 +760,11 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         n_slices: int = 1,
         significance: Significance = "equal",
         bits_per_slice: Optional[int] = None,
+        levels_per_slice: Optional[int] = None,
     ) -> "AnalogSlicedConv2d":
         """A sliced convolution holding the split kernel (and the bias) of ``module``.
+
+        The arguments after ``module`` are those of the constructor.
 
         Raises:
             ValueError: for ``groups != 1``, a padding mode other than ``"zeros"`` or a
@@ -714,7 +785,8 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         layer = cls(module.in_channels, module.out_channels, module.kernel_size, n_slices,
                     stride=module.stride, padding=module.padding, dilation=module.dilation,
                     bias=module.bias is not None, significance=significance,
-                    rpu_config=rpu_config, bits_per_slice=bits_per_slice)
+                    rpu_config=rpu_config, bits_per_slice=bits_per_slice,
+                    levels_per_slice=levels_per_slice)
         layer.set_weights(module.weight, module.bias)
         return layer.to(module.weight.device)
 
@@ -735,10 +807,8 @@ class _SlicedConversion:
     def from_digital(self, module: Module, rpu_config: RPUConfigBase,
                      tile_module_class: Optional[Type] = None) -> Module:
         # pylint: disable=unused-argument
-        return self.layer_class.from_digital(
-            module, rpu_config, self.slicing.n_slices, self.slicing.significance,
-            self.slicing.bits_per_slice,
-        )
+        arguments = self.slicing.arguments()
+        return self.layer_class.from_digital(module, rpu_config, **arguments)
 
 
 def convert_to_analog_sliced(
@@ -748,6 +818,7 @@ def convert_to_analog_sliced(
     significance: Significance = "equal",
     bits_per_slice: Optional[int] = None,
     *,
+    levels_per_slice: Optional[int] = None,
     exclude_modules: Optional[List[str]] = None,
     specific_rpu_config_fun: Optional[Callable] = None,
     ensure_analog_root: bool = True,
@@ -767,9 +838,10 @@ def convert_to_analog_sliced(
         rpu_config: RPU config for every slice (deep-copied per layer and slice);
             ``None`` for ``TorchInferenceRPUConfig()``.
         n_slices: Slices per weight, at least 1.
-        significance: ``"equal"``, ``"binary"`` or a list of ``n_slices`` factors
-            (see :class:`WeightSlicing`).
+        significance: ``"equal"``, ``"base"``, ``"binary"`` or a list of ``n_slices``
+            factors (see :class:`WeightSlicing`).
         bits_per_slice: Bits of magnitude per slice for ``"binary"`` (default 1).
+        levels_per_slice: Levels of magnitude per slice for ``"base"`` (default 2).
         exclude_modules: Names of modules to keep digital.
         specific_rpu_config_fun: ``f(name, module, rpu_config) -> rpu_config`` to
             adapt the config per layer (aihwkit's convention).
@@ -783,7 +855,7 @@ def convert_to_analog_sliced(
         ValueError / TypeError: for bad slicing arguments (checked before any layer
             is converted) or unsupported convolutions (``groups != 1``, ...).
     """
-    slicing = WeightSlicing(n_slices, significance, bits_per_slice)
+    slicing = WeightSlicing(n_slices, significance, bits_per_slice, levels_per_slice)
     rpu_config = _check_rpu_config(rpu_config)
     conversion_map = {
         Linear: _SlicedConversion(AnalogSlicedLinear, slicing),
@@ -827,6 +899,7 @@ def convert_to_digital_sliced(model: Module, inplace: bool = False) -> Module:
 __all__ = [
     "AnalogSlicedConv2d",
     "AnalogSlicedLinear",
+    "MAX_BASE_LEVELS",
     "SIGNIFICANCE_MODES",
     "WeightSlicing",
     "convert_to_analog_sliced",

@@ -86,7 +86,7 @@ def test_list_factors_keep_slice_order():
         (dict(n_slices=2, significance=[-1.0, 1.0]), ValueError, "significance[0]"),
         (dict(n_slices=2, significance=[1.0, math.nan]), ValueError, "significance[1]"),
         (dict(n_slices=2, significance=[math.inf, 1.0]), ValueError, "significance[0]"),
-        (dict(n_slices=2, significance="base"), ValueError, "significance"),
+        (dict(n_slices=2, significance="bits"), ValueError, "significance"),
         (dict(n_slices=2, significance=3), TypeError, "significance"),
         (dict(n_slices=2, significance=["a", 1.0]), TypeError, "significance[0]"),
         (dict(n_slices=2, significance="binary", bits_per_slice=0), ValueError,
@@ -207,6 +207,140 @@ def test_split_keeps_dtype_and_shape():
     weight = torch.randn(3, 2, 2, 2, dtype=torch.float32)
     parts = WeightSlicing(3, "binary").split(weight)
     assert [(p.dtype, p.shape) for p in parts] == [(torch.float32, weight.shape)] * 3
+
+
+# ======================================================= "base" / levels_per_slice
+def base_quantized(weight: torch.Tensor, levels: int) -> torch.Tensor:
+    """Reference: ``levels`` levels of magnitude plus sign, per-tensor max scale."""
+    w = weight.double()
+    delta = w.abs().max() / (levels - 1)
+    return (torch.round(w / delta) * delta).to(weight.dtype)
+
+
+def test_base_factors_are_powers_of_the_levels_per_slice():
+    assert WeightSlicing(3, "base", levels_per_slice=3).factors == (1.0, 3.0, 9.0)
+    assert WeightSlicing(2, "base").factors == (1.0, 2.0)  # default: 2 levels
+
+
+@pytest.mark.parametrize("n_slices", [1, 2, 4])
+@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_base_with_a_power_of_two_levels_is_binary(n_slices, bits):
+    base = WeightSlicing(n_slices, "base", levels_per_slice=2**bits)
+    binary = WeightSlicing(n_slices, "binary", bits_per_slice=bits)
+    assert base == binary and hash(base) == hash(binary)
+    assert base.factors == binary.factors
+    assert base.total_bits == binary.total_bits == n_slices * bits
+    assert binary.levels_per_slice == 2**bits
+    torch.manual_seed(bits)
+    weight = torch.randn(5, 7)
+    for mine, theirs in zip(base.split(weight), binary.split(weight), strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def test_binary_keeps_its_spelling_in_repr_and_attributes():
+    binary = WeightSlicing(4, "binary", bits_per_slice=2)
+    assert repr(binary) == "WeightSlicing(n_slices=4, significance='binary', bits_per_slice=2)"
+    assert (binary.significance, binary.bits_per_slice) == ("binary", 2)
+    base = WeightSlicing(4, "base", levels_per_slice=4)
+    assert repr(base) == "WeightSlicing(n_slices=4, significance='base', levels_per_slice=4)"
+    assert base.bits_per_slice is None and base.total_bits == 8
+    assert WeightSlicing(2, "base", levels_per_slice=3).total_bits is None
+
+
+def test_repr_of_base_slicing_can_be_pasted_back():
+    for slicing in (WeightSlicing(3, "base", levels_per_slice=3), WeightSlicing(2, "base")):
+        pasted = eval(repr(slicing))  # pylint: disable=eval-used
+        assert pasted == slicing and pasted.arguments() == slicing.arguments()
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        (dict(levels_per_slice=1), ValueError, "levels_per_slice must be at least 2, got 1"),
+        (dict(levels_per_slice=0), ValueError, "levels_per_slice must be at least 2, got 0"),
+        (dict(levels_per_slice=-4), ValueError, "levels_per_slice must be at least 2, got -4"),
+        (dict(levels_per_slice=2.5), TypeError, "levels_per_slice must be an integer, got 2.5"),
+        (dict(levels_per_slice=True), TypeError, "levels_per_slice must be an integer"),
+        (dict(n_slices=2, levels_per_slice=2**27), ValueError,
+         r"levels_per_slice \*\* n_slices must be at most 2\*\*52, got "
+         r"levels_per_slice=134217728 with n_slices=2"),
+        (dict(significance="binary", levels_per_slice=4), ValueError,
+         "levels_per_slice only applies to significance='base', got levels_per_slice=4 "
+         "with significance='binary' .give bits_per_slice"),
+        (dict(significance="equal", levels_per_slice=4), ValueError,
+         "levels_per_slice only applies to significance='base', got levels_per_slice=4"),
+        (dict(significance=[1.0, 2.0], levels_per_slice=4), ValueError, "levels_per_slice"),
+        (dict(bits_per_slice=2), ValueError,
+         "bits_per_slice only applies to significance='binary', got bits_per_slice=2"),
+    ],
+)
+def test_bad_levels_per_slice_raise_naming_the_argument_and_value(kwargs, error, pattern):
+    arguments = dict(n_slices=2, significance="base") | kwargs
+    with pytest.raises(error, match=pattern):
+        WeightSlicing(**arguments)
+
+
+def test_base_allows_levels_up_to_the_float64_limit():
+    assert WeightSlicing(2, "base", levels_per_slice=2**26).factors == (1.0, 2.0**26)
+    assert WeightSlicing(52, "base", levels_per_slice=2).total_bits == 52
+
+
+@settings(max_examples=80, deadline=None)
+@given(weight=weights_1d, n_slices=st.integers(1, 4), levels=st.integers(2, 7))
+def test_base_split_is_a_sign_and_digit_decomposition(weight, n_slices, levels):
+    slicing = WeightSlicing(n_slices, "base", levels_per_slice=levels)
+    parts = slicing.split(weight)
+    r_max = float(weight.abs().max())
+    delta = r_max / (levels**n_slices - 1)
+    rebuilt = slicing.combine(parts)
+    assert float((rebuilt - weight).abs().max()) <= delta / 2 * (1 + 1e-9) + 1e-300
+    if r_max == 0:
+        assert all(float(p.abs().max()) == 0 for p in parts)
+        return
+    for part in parts:
+        digits = part / delta
+        torch.testing.assert_close(digits, torch.round(digits), rtol=0, atol=1e-6)
+        assert float(digits.abs().max()) <= levels - 1 + 1e-6
+        assert bool((part * weight >= 0).all())  # every slice carries the weight's sign
+
+
+def test_base_split_equals_rounding_to_levels_to_the_n():
+    weight = torch.linspace(-1.0, 0.7, 53)
+    slicing = WeightSlicing(3, "base", levels_per_slice=3)
+    rebuilt = slicing.combine(slicing.split(weight))
+    torch.testing.assert_close(rebuilt, base_quantized(weight, 27), rtol=0, atol=1e-7)
+    # ternary digits of the largest weight: 26 = 2 + 2 * 3 + 2 * 9
+    for part in slicing.split(weight):
+        assert part[0].item() == pytest.approx(-2 / 26)
+
+
+def test_sliced_layers_take_base_slicing_and_compute_the_quantized_layer():
+    torch.manual_seed(11)
+    digital = TinyNet()
+    model = convert_to_analog_sliced(digital, perfect_config(), 3, significance="base",
+                                     levels_per_slice=3)
+    assert model.conv.slicing == WeightSlicing(3, "base", levels_per_slice=3)
+    assert "levels_per_slice=3" in repr(model.head[1])
+    assert model.conv.significance_factors == (1.0, 3.0, 9.0)
+    x = torch.randn(4, 1, 4, 4)
+    conv = nn.functional.conv2d(x, base_quantized(digital.conv.weight, 27), digital.conv.bias)
+    hidden = torch.relu(conv).flatten(1)
+    expected = nn.functional.linear(hidden, base_quantized(digital.head[1].weight, 27),
+                                    digital.head[1].bias)
+    torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_state_of_a_binary_layer_loads_into_the_equal_base_layer_only():
+    binary = AnalogSlicedLinear(3, 2, 2, significance="binary", bits_per_slice=2)
+    state = binary.state_dict()
+    base = AnalogSlicedLinear(3, 2, 2, significance="base", levels_per_slice=4)
+    base.load_state_dict(state)
+    torch.testing.assert_close(base.get_weights()[0], binary.get_weights()[0])
+    assert base.get_extra_state()["levels_per_slice"] == 4
+    assert "levels_per_slice" not in binary.get_extra_state()  # states as before
+    with pytest.raises(ValueError, match="levels_per_slice=4"):
+        AnalogSlicedLinear(3, 2, 2, significance="base", levels_per_slice=3).load_state_dict(
+            base.state_dict())
 
 
 # ================================================================ layers
