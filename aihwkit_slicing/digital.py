@@ -32,7 +32,20 @@ per tensor by ``R = max|W|`` (in weight units). The rule names follow
 the positional rule, ``"binary"`` with ``bits_per_slice`` its special case
 ``levels_per_slice = 2 ** bits_per_slice``.
 
-Training: an optimizer step moves slice ``k`` by ``-lr * f_k * dL/dW``, so the
+Mapping: each slice's tile uses its full weight range. A slice's scale is one the
+split chose, not the user (the largest ``|W_k|`` of 4 ``"binary"`` slices of 2 bits
+is ``3/255`` of ``max|W|``). aihwkit's default mapping (``weight_scaling_omega = 0``)
+stores weights as they are, relative to a conductance maximum of 1, so such slices
+would use a sliver of the conductance range (under 1 % on the bundled digits CNN):
+their outputs lie below half an ADC step and under the output noise, and the
+factors ``f_k`` (up to 64) amplify that noise. Each slice's copy of the rpu_config
+therefore gets ``mapping.weight_scaling_omega = 1.0`` where it has 0 (aihwkit divides
+the slice by its ``max|W_k|`` and multiplies its output by it digitally);
+``scale_slices=False`` keeps the mapping as given (:func:`slice_rpu_config`). See
+``docs/digital-slicing.md`` for the measurements.
+
+Training: an optimizer step moves slice ``k`` by ``-lr * f_k * dL/dW`` (in weight
+units: aihwkit divides a tile's gradient by its mapping scale), so the
 reconstructed weight moves by ``-lr * (sum_k f_k**2) * dL/dW``; lower the learning
 rate for large factors (``"base"``, ``"binary"``). Slices trained this way leave
 their split (and, for ``"base"``, the digit grid);
@@ -364,6 +377,11 @@ class WeightSlicing:
         return f"WeightSlicing({self._repr_args()})"
 
 
+#: ``weight_scaling_omega`` every slice's copy of the rpu_config gets where the
+#: given one has aihwkit's default 0 (no weight scaling), unless ``scale_slices=False``.
+SLICE_WEIGHT_SCALING_OMEGA = 1.0
+
+
 def _check_rpu_config(rpu_config: Optional[RPUConfigBase]) -> RPUConfigBase:
     if rpu_config is None:
         return TorchInferenceRPUConfig()
@@ -375,6 +393,41 @@ def _check_rpu_config(rpu_config: Optional[RPUConfigBase]) -> RPUConfigBase:
     return rpu_config
 
 
+def _check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def slice_rpu_config(rpu_config: RPUConfigBase, scale_slices: bool = True) -> RPUConfigBase:
+    """The rpu_config one slice gets: a deep copy, mapped to the tile's full range.
+
+    A slice's weight ``W_k`` has a scale the split chose (for 4 ``"binary"`` slices of
+    2 bits the largest ``|W_k|`` is ``3 / 255`` of ``max|W|``), not one the user
+    chose. With aihwkit's default mapping (``weight_scaling_omega = 0``: no scaling,
+    weights taken as conductances relative to a maximum of 1) such a slice would use
+    a small fraction of the conductance range, and its outputs would drown in the
+    output noise and round away in the ADC. So where
+    ``rpu_config.mapping.weight_scaling_omega`` is 0 the copy gets
+    :data:`SLICE_WEIGHT_SCALING_OMEGA` (1.0): aihwkit divides each slice by its own
+    ``max|W_k|`` (per tensor, or per column with ``weight_scaling_columnwise``) and
+    multiplies the slice's output by it digitally after the ADC, before the factor
+    ``f_k``. A positive ``weight_scaling_omega`` is kept as it is.
+
+    Args:
+        rpu_config: The layer's rpu_config (not changed).
+        scale_slices: ``False`` keeps ``rpu_config.mapping`` as given.
+
+    Returns:
+        A deep copy of ``rpu_config``.
+    """
+    config = copy.deepcopy(rpu_config)
+    mapping = getattr(config, "mapping", None)
+    if scale_slices and mapping is not None and not mapping.weight_scaling_omega:
+        mapping.weight_scaling_omega = SLICE_WEIGHT_SCALING_OMEGA
+    return config
+
+
 def _positive_sizes(**sizes: Any) -> Tuple[int, ...]:
     """The given layer sizes as ints; ``ValueError`` naming one that is not >= 1."""
     for name, value in sizes.items():
@@ -384,9 +437,7 @@ def _positive_sizes(**sizes: Any) -> Tuple[int, ...]:
 
 
 def _check_bias(bias: Any) -> bool:
-    if not isinstance(bias, bool):
-        raise TypeError(f"bias must be True or False, got {bias!r}")
-    return bias
+    return _check_flag("bias", bias)
 
 
 class _AnalogSlicedBase(AnalogContainerBase, Module):
@@ -408,13 +459,16 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         rpu_config: Optional[RPUConfigBase],
         out_size: int,
         bias: Any,
+        scale_slices: Any = True,
     ) -> None:
-        """Check ``rpu_config`` and ``bias``, then make the slices and the bias."""
+        """Check the arguments, then make the slices and the bias."""
         bias = _check_bias(bias)
+        self.scale_slices = _check_flag("scale_slices", scale_slices)
         rpu_config = _check_rpu_config(rpu_config)
         self.slicing = slicing
         self.slices = ModuleList(
-            [make_slice(copy.deepcopy(rpu_config)) for _ in range(slicing.n_slices)]
+            [make_slice(slice_rpu_config(rpu_config, self.scale_slices))
+             for _ in range(slicing.n_slices)]
         )
         dtype = next(self.analog_tiles()).get_dtype()
         if bias:
@@ -576,7 +630,10 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         return digital.to(device=tile.device, dtype=weight.dtype)
 
     def _slicing_repr(self) -> str:
-        return self.slicing._repr_args()  # pylint: disable=protected-access
+        text = self.slicing._repr_args()  # pylint: disable=protected-access
+        if not self.scale_slices:
+            text += ", scale_slices=False"
+        return text
 
 
 class AnalogSlicedLinear(_AnalogSlicedBase):
@@ -599,9 +656,13 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
         significance: ``"equal"``, ``"base"``, ``"binary"`` or a list of ``n_slices``
             factors; see :class:`WeightSlicing` for how each splits a weight.
         rpu_config: The aihwkit RPU config of every slice (each slice gets a deep
-            copy). Default: ``TorchInferenceRPUConfig()``.
+            copy, see ``scale_slices``). Default: ``TorchInferenceRPUConfig()``.
         bits_per_slice: Bits of magnitude per slice for ``"binary"`` (default 1).
         levels_per_slice: Levels of magnitude per slice for ``"base"`` (default 2).
+        scale_slices: Map every slice to its tile's full weight range: where
+            ``rpu_config.mapping.weight_scaling_omega`` is 0 (aihwkit's default),
+            each slice's copy gets ``weight_scaling_omega = 1.0``
+            (:func:`slice_rpu_config`). ``False`` keeps the mapping as given.
 
     Raises:
         ValueError / TypeError: for bad slicing arguments (see :class:`WeightSlicing`),
@@ -618,6 +679,8 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
         rpu_config: Optional[RPUConfigBase] = None,
         bits_per_slice: Optional[int] = None,
         levels_per_slice: Optional[int] = None,
+        *,
+        scale_slices: bool = True,
     ):
         Module.__init__(self)
         self.in_features, self.out_features = _positive_sizes(
@@ -629,6 +692,7 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
             rpu_config,
             self.out_features,
             bias,
+            scale_slices,
         )
 
     @property
@@ -647,6 +711,8 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
         significance: Significance = "equal",
         bits_per_slice: Optional[int] = None,
         levels_per_slice: Optional[int] = None,
+        *,
+        scale_slices: bool = True,
     ) -> "AnalogSlicedLinear":
         """A sliced layer holding the split weight (and the bias) of ``module``.
 
@@ -657,7 +723,7 @@ class AnalogSlicedLinear(_AnalogSlicedBase):
         layer = cls(module.in_features, module.out_features, n_slices,
                     bias=module.bias is not None, significance=significance,
                     rpu_config=rpu_config, bits_per_slice=bits_per_slice,
-                    levels_per_slice=levels_per_slice)
+                    levels_per_slice=levels_per_slice, scale_slices=scale_slices)
         layer.set_weights(module.weight, module.bias)
         return layer.to(module.weight.device)
 
@@ -685,10 +751,13 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         bias: Whether to add a digital bias (once, after the sum).
         significance: ``"equal"``, ``"base"``, ``"binary"`` or a list of ``n_slices``
             factors (see :class:`WeightSlicing`).
-        rpu_config: The aihwkit RPU config of every slice (deep-copied per slice).
-            Default: ``TorchInferenceRPUConfig()``.
+        rpu_config: The aihwkit RPU config of every slice (deep-copied per slice,
+            see ``scale_slices``). Default: ``TorchInferenceRPUConfig()``.
         bits_per_slice: Bits of magnitude per slice for ``"binary"`` (default 1).
         levels_per_slice: Levels of magnitude per slice for ``"base"`` (default 2).
+        scale_slices: Map every slice to its tile's full weight range
+            (``weight_scaling_omega = 1.0`` where the given one is 0, aihwkit's
+            default; :func:`slice_rpu_config`). ``False`` keeps the mapping as given.
 
     Raises:
         ValueError / TypeError: for bad arguments, naming them.
@@ -708,6 +777,8 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         rpu_config: Optional[RPUConfigBase] = None,
         bits_per_slice: Optional[int] = None,
         levels_per_slice: Optional[int] = None,
+        *,
+        scale_slices: bool = True,
     ):
         Module.__init__(self)
         slicing = WeightSlicing(n_slices, significance, bits_per_slice, levels_per_slice)
@@ -726,6 +797,7 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
             rpu_config,
             self.out_channels,
             bias,
+            scale_slices,
         )
 
     @staticmethod
@@ -761,6 +833,8 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
         significance: Significance = "equal",
         bits_per_slice: Optional[int] = None,
         levels_per_slice: Optional[int] = None,
+        *,
+        scale_slices: bool = True,
     ) -> "AnalogSlicedConv2d":
         """A sliced convolution holding the split kernel (and the bias) of ``module``.
 
@@ -786,7 +860,7 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
                     stride=module.stride, padding=module.padding, dilation=module.dilation,
                     bias=module.bias is not None, significance=significance,
                     rpu_config=rpu_config, bits_per_slice=bits_per_slice,
-                    levels_per_slice=levels_per_slice)
+                    levels_per_slice=levels_per_slice, scale_slices=scale_slices)
         layer.set_weights(module.weight, module.bias)
         return layer.to(module.weight.device)
 
@@ -799,16 +873,19 @@ class AnalogSlicedConv2d(_AnalogSlicedBase):
 class _SlicedConversion:
     """Adapter for aihwkit's ``conversion_map``: ``from_digital`` with slicing fixed."""
 
-    def __init__(self, layer_class: Type[_AnalogSlicedBase], slicing: WeightSlicing):
+    def __init__(self, layer_class: Type[_AnalogSlicedBase], slicing: WeightSlicing,
+                 scale_slices: bool):
         self.layer_class = layer_class
         self.slicing = slicing
+        self.scale_slices = scale_slices
         self.__name__ = layer_class.__name__
 
     def from_digital(self, module: Module, rpu_config: RPUConfigBase,
                      tile_module_class: Optional[Type] = None) -> Module:
         # pylint: disable=unused-argument
         arguments = self.slicing.arguments()
-        return self.layer_class.from_digital(module, rpu_config, **arguments)
+        return self.layer_class.from_digital(
+            module, rpu_config, scale_slices=self.scale_slices, **arguments)
 
 
 def convert_to_analog_sliced(
@@ -819,6 +896,7 @@ def convert_to_analog_sliced(
     bits_per_slice: Optional[int] = None,
     *,
     levels_per_slice: Optional[int] = None,
+    scale_slices: bool = True,
     exclude_modules: Optional[List[str]] = None,
     specific_rpu_config_fun: Optional[Callable] = None,
     ensure_analog_root: bool = True,
@@ -842,6 +920,10 @@ def convert_to_analog_sliced(
             factors (see :class:`WeightSlicing`).
         bits_per_slice: Bits of magnitude per slice for ``"binary"`` (default 1).
         levels_per_slice: Levels of magnitude per slice for ``"base"`` (default 2).
+        scale_slices: Map every slice to its tile's full weight range: where
+            ``rpu_config.mapping.weight_scaling_omega`` is 0 (aihwkit's default),
+            each slice's copy gets ``weight_scaling_omega = 1.0``
+            (:func:`slice_rpu_config`). ``False`` keeps the mapping as given.
         exclude_modules: Names of modules to keep digital.
         specific_rpu_config_fun: ``f(name, module, rpu_config) -> rpu_config`` to
             adapt the config per layer (aihwkit's convention).
@@ -856,10 +938,11 @@ def convert_to_analog_sliced(
             is converted) or unsupported convolutions (``groups != 1``, ...).
     """
     slicing = WeightSlicing(n_slices, significance, bits_per_slice, levels_per_slice)
+    scale_slices = _check_flag("scale_slices", scale_slices)
     rpu_config = _check_rpu_config(rpu_config)
     conversion_map = {
-        Linear: _SlicedConversion(AnalogSlicedLinear, slicing),
-        Conv2d: _SlicedConversion(AnalogSlicedConv2d, slicing),
+        Linear: _SlicedConversion(AnalogSlicedLinear, slicing, scale_slices),
+        Conv2d: _SlicedConversion(AnalogSlicedConv2d, slicing, scale_slices),
         Sequential: AnalogSequential,
     }
     return convert_to_analog(
@@ -901,7 +984,9 @@ __all__ = [
     "AnalogSlicedLinear",
     "MAX_BASE_LEVELS",
     "SIGNIFICANCE_MODES",
+    "SLICE_WEIGHT_SCALING_OMEGA",
     "WeightSlicing",
     "convert_to_analog_sliced",
     "convert_to_digital_sliced",
+    "slice_rpu_config",
 ]
