@@ -44,6 +44,10 @@ the slice by its ``max|W_k|`` and multiplies its output by it digitally);
 ``scale_slices=False`` keeps the mapping as given (:func:`slice_rpu_config`). See
 ``docs/digital-slicing.md`` for the measurements.
 
+Converting back (:func:`convert_to_digital_sliced`) folds each slice's drift
+compensation factor into the digital weight by default, so that the digital model
+computes what the analog one computes after a drift.
+
 Training: an optimizer step moves slice ``k`` by ``-lr * f_k * dL/dW`` (in weight
 units: aihwkit divides a tile's gradient by its mapping scale), so the
 reconstructed weight moves by ``-lr * (sum_k f_k**2) * dL/dW``; lower the learning
@@ -67,6 +71,7 @@ from aihwkit.nn.conversion import convert_to_analog, convert_to_digital
 from aihwkit.nn.modules.container import AnalogContainerBase
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
+from aihwkit.simulator.tiles.array import TileModuleArray
 
 from aihwkit_slicing.compat import check_compiled_tile
 from aihwkit_slicing.validation import is_integer, is_real_number
@@ -428,6 +433,21 @@ def slice_rpu_config(rpu_config: RPUConfigBase, scale_slices: bool = True) -> RP
     return config
 
 
+def _drift_factor(tile: Module) -> Optional[Tensor]:
+    """The drift compensation factor the tile's output is multiplied with in eval mode.
+
+    ``None`` for a tile without drift compensation; else its ``alpha`` (1 until a
+    drift), shaped to scale the rows (outputs) of the tile's ``[out, in]`` weight.
+    """
+    if getattr(getattr(tile, "rpu_config", None), "drift_compensation", None) is None:
+        return None
+    alpha = getattr(tile, "alpha", None)
+    if not isinstance(alpha, Tensor):
+        return None
+    alpha = alpha.detach().cpu()
+    return alpha.reshape(-1, 1) if alpha.numel() > 1 else alpha.reshape(())
+
+
 def _positive_sizes(**sizes: Any) -> Tuple[int, ...]:
     """The given layer sizes as ints; ``ValueError`` naming one that is not >= 1."""
     for name, value in sizes.items():
@@ -540,33 +560,70 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
         self.bias.data.copy_(bias.detach())
 
     @torch.no_grad()
-    def get_weights(self, **kwargs: Any) -> Tuple[Tensor, Optional[Tensor]]:  # type: ignore
+    def get_weights(  # type: ignore[override]
+        self, drift_compensation: bool = False, **kwargs: Any
+    ) -> Tuple[Tensor, Optional[Tensor]]:
         """The reconstructed weight ``sum_k f_k W_k`` and the bias.
 
         Args:
-            kwargs: passed to every slice's ``get_weights`` (e.g. ``realistic=True``
+            drift_compensation: Scale every slice by its tile's drift compensation
+                factor, ``sum_k f_k alpha_k W_k`` (see :meth:`get_slice_weights`).
+                Default ``False``, as aihwkit's ``get_weights``.
+            kwargs: passed to every tile's ``get_weights`` (e.g. ``realistic=True``
                 to read the slices through their forward pass).
 
         Returns:
             ``(weight, bias)``: the weight in :attr:`weight_shape` (on the CPU, as
             aihwkit returns tile weights), the bias (a detached copy) or ``None``.
         """
-        parts = self.get_slice_weights(**kwargs)
+        parts = self.get_slice_weights(drift_compensation=drift_compensation, **kwargs)
         bias = None if self.bias is None else self.bias.detach().clone()
         return self.slicing.combine(parts), bias
 
-    def get_slice_weights(self, **kwargs: Any) -> List[Tensor]:
+    @torch.no_grad()
+    def get_slice_weights(self, drift_compensation: bool = False,
+                          **kwargs: Any) -> List[Tensor]:
         """Copies of every slice's own weight ``W_k`` (in :attr:`weight_shape`).
 
         Args:
-            kwargs: passed to every slice's ``get_weights``.
+            drift_compensation: Multiply every tile's weight by the drift
+                compensation factor ``alpha`` that tile multiplies its outputs with
+                in eval mode (``rpu_config.drift_compensation``, found at the last
+                ``drift_analog_weights``; 1 before any drift, per column with
+                aihwkit's ``PerColumnDriftCompensation``), so that
+                ``x @ W_k.T`` is what the slice computes with ideal peripherals.
+                Tiles without drift compensation are left as they are. A
+                ``realistic=True`` read-out goes through the forward pass, which
+                applies ``alpha`` already; ``drift_compensation=False`` then
+                divides it out.
+            kwargs: passed to every tile's ``get_weights`` (``realistic``,
+                ``apply_weight_scaling``).
 
         Returns:
             One tensor per slice, slice order. (Copies: aihwkit's torch tile hands
             out its live weight tensor when no mapping scale applies.)
         """
-        return [layer.get_weights(**kwargs)[0].reshape(self.weight_shape).clone()
-                for layer in self.slices]
+        drift_compensation = _check_flag("drift_compensation", drift_compensation)
+        realistic = bool(kwargs.get("realistic", False))
+        weights = []
+        for layer in self.slices:
+            module = layer.analog_module
+            # a layer larger than mapping.max_input_size / max_output_size is a grid
+            # of tiles (aihwkit's TileModuleArray), each with its own alpha
+            grid: Sequence[Sequence[Any]] = (
+                module.array if isinstance(module, TileModuleArray) else [[module]])
+            columns = []
+            for in_tiles in grid:
+                blocks = []
+                for tile in in_tiles:
+                    weight = tile.get_weights(**kwargs)[0]
+                    alpha = _drift_factor(tile)
+                    if alpha is not None and drift_compensation != realistic:
+                        weight = weight * alpha if drift_compensation else weight / alpha
+                    blocks.append(weight)
+                columns.append(torch.cat(blocks, 0))
+            weights.append(torch.cat(columns, 1).reshape(self.weight_shape).clone())
+        return weights
 
     # ------------------------------------------------------------------ forward
     def forward(self, x_input: Tensor) -> Tensor:
@@ -612,7 +669,10 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
     # ------------------------------------------------------------------ conversion
     @classmethod
     def to_digital(
-        cls, module: "_AnalogSlicedBase", realistic: bool = False
+        cls,
+        module: "_AnalogSlicedBase",
+        realistic: bool = False,
+        drift_compensation: bool = True,
     ) -> Union[Linear, Conv2d]:
         """A digital torch layer holding the reconstructed weight and the bias.
 
@@ -620,8 +680,13 @@ class _AnalogSlicedBase(AnalogContainerBase, Module):
             module: The sliced layer.
             realistic: Read the slices through their forward pass (aihwkit's
                 ``get_weights(realistic=True)``) instead of copying them.
+            drift_compensation: Give the digital layer ``sum_k f_k alpha_k W_k``, each
+                slice scaled by its tile's drift compensation factor (default), so
+                that it computes what the sliced layer computes in eval mode; with
+                ``False``, ``sum_k f_k W_k`` (see :meth:`get_slice_weights`).
         """
-        weight, bias = module.get_weights(realistic=realistic)
+        weight, bias = module.get_weights(drift_compensation=drift_compensation,
+                                          realistic=realistic)
         digital = module._digital_layer()
         digital.weight.data = weight.to(digital.weight.dtype)
         if bias is not None and digital.bias is not None:
@@ -956,7 +1021,14 @@ def convert_to_analog_sliced(
     )
 
 
-def convert_to_digital_sliced(model: Module, inplace: bool = False) -> Module:
+#: The sliced layer classes :func:`convert_to_digital_sliced` converts (exact classes,
+#: as aihwkit's ``convert_to_digital`` matches them).
+_SLICED_LAYER_CLASSES = (AnalogSlicedLinear, AnalogSlicedConv2d)
+
+
+def convert_to_digital_sliced(
+    model: Module, inplace: bool = False, *, drift_compensation: bool = True
+) -> Module:
     """Replace every sliced layer by a torch layer with the reconstructed weight.
 
     Also turns ``AnalogSequential`` back into ``torch.nn.Sequential`` and unwraps
@@ -965,18 +1037,55 @@ def convert_to_digital_sliced(model: Module, inplace: bool = False) -> Module:
     analog layers are left as they are; aihwkit's ``convert_to_digital`` converts
     those.
 
+    Drift compensation: after ``drift_analog_weights(t)``, every slice's tile
+    multiplies its outputs (in eval mode) by its own drift compensation factor
+    ``alpha_k`` (``rpu_config.drift_compensation``). With ``drift_compensation=True``
+    (the default) the digital weight is ``sum_k f_k alpha_k W_k`` (``W_k`` the
+    slice's drifted tile weight, in weight units), so the digital model computes
+    what the analog model computes in eval mode with ideal peripherals. With
+    ``False`` it is ``sum_k f_k W_k``, the drifted weights as they are on the tiles
+    (the same as ``layer.get_weights()``). Note that aihwkit's own
+    ``convert_to_digital`` (1.1.0) copies the tile weights without ``alpha`` for its
+    analog layers, i.e. behaves like ``drift_compensation=False``; after a drift
+    its digital model does not compute what the analog one computes.
+
     Args:
         model: A model with sliced layers (deep-copied unless ``inplace``).
         inplace: Convert ``model`` itself instead of a copy.
+        drift_compensation: Fold each slice's drift compensation factor into the
+            digital weight (default ``True``, see above). Slices whose rpu_config
+            has no drift compensation are taken as they are either way.
 
     Returns:
         The digital model.
+
+    Raises:
+        TypeError: if ``drift_compensation`` is not a bool.
     """
-    return convert_to_digital(
-        model,
-        conversion_set={AnalogSlicedLinear, AnalogSlicedConv2d, AnalogSequential},
-        inplace=inplace,
-    )
+    drift_compensation = _check_flag("drift_compensation", drift_compensation)
+    if not inplace:
+        model = copy.deepcopy(model)
+
+    def digital(module: Module) -> Optional[Module]:
+        if type(module) not in _SLICED_LAYER_CLASSES:
+            return None
+        assert isinstance(module, _AnalogSlicedBase)
+        return type(module).to_digital(module, drift_compensation=drift_compensation)
+
+    def replace_sliced_layers(parent: Module) -> None:
+        for name, child in parent.named_children():
+            replacement = digital(child)
+            if replacement is None:
+                replace_sliced_layers(child)
+            else:
+                parent._modules[name] = replacement  # pylint: disable=protected-access
+
+    root = digital(model)
+    if root is not None:
+        return root
+    replace_sliced_layers(model)
+    # AnalogSequential -> Sequential, AnalogWrapper unwrapped
+    return convert_to_digital(model, conversion_set={AnalogSequential}, inplace=True)
 
 
 __all__ = [

@@ -750,6 +750,106 @@ def test_converting_a_bare_linear_gives_a_sliced_layer_with_its_weights():
     torch.testing.assert_close(layer.get_weights()[0], linear.weight.detach())
 
 
+# ======================================================= converting back after drift
+def drifted(model: nn.Module, seconds: float = 86400.0) -> nn.Module:
+    model.eval()
+    model.program_analog_weights()
+    model.drift_analog_weights(seconds)
+    return model
+
+
+def test_convert_to_digital_sliced_after_drift_computes_what_the_analog_model_computes():
+    torch.manual_seed(14)
+    model = drifted(convert_to_analog_sliced(TinyNet(), perfect_config(), 3,
+                                             significance="binary", bits_per_slice=2))
+    alphas = [float(tile.alpha) for tile in model.analog_tiles()]
+    assert all(abs(alpha - 1.0) > 0.05 for alpha in alphas)  # the drift is compensated
+    x = torch.randn(6, 1, 4, 4)
+    with torch.no_grad():
+        analog = model(x)
+        compensated = convert_to_digital_sliced(model)(x)
+        plain = convert_to_digital_sliced(model, drift_compensation=False)(x)
+    torch.testing.assert_close(compensated, analog, rtol=1e-4, atol=1e-5)
+    assert relative_error(plain, analog) > 0.1  # without alpha: a different model
+
+
+def test_convert_to_digital_sliced_without_drift_compensation_is_the_plain_reconstruction():
+    torch.manual_seed(15)
+    model = drifted(convert_to_analog_sliced(TinyNet(), perfect_config(), 2))
+    back = convert_to_digital_sliced(model, drift_compensation=False)
+    for name in ("conv", "head.1"):
+        layer = model.get_submodule(name)
+        expected = layer.slicing.combine(
+            [analog.get_weights()[0].reshape(layer.weight_shape) for analog in layer.slices])
+        assert torch.equal(back.get_submodule(name).weight.detach(), expected)
+        assert torch.equal(expected, layer.get_weights()[0])
+
+
+def test_drift_compensated_weights_scale_every_slice_by_its_own_alpha():
+    torch.manual_seed(16)
+    layer = drifted(AnalogSlicedLinear.from_digital(nn.Linear(5, 3), perfect_config(),
+                                                    n_slices=3, significance=[1.0, 2.0, 4.0]))
+    plain = layer.get_slice_weights()
+    compensated = layer.get_slice_weights(drift_compensation=True)
+    for tile, mine, theirs in zip(layer.analog_tiles(), compensated, plain, strict=True):
+        torch.testing.assert_close(mine, tile.alpha.detach() * theirs)
+    torch.testing.assert_close(layer.get_weights(drift_compensation=True)[0],
+                               layer.slicing.combine(compensated))
+
+
+def test_per_column_compensation_and_split_tiles_convert_to_what_the_layer_computes():
+    from aihwkit.inference.compensation.drift import PerColumnDriftCompensation
+
+    config = perfect_config()
+    config.drift_compensation = PerColumnDriftCompensation()
+    config.mapping.max_input_size = 4  # 10 inputs, 5 outputs: a 3 x 3 grid of tiles
+    config.mapping.max_output_size = 2
+    torch.manual_seed(17)
+    layer = drifted(AnalogSlicedLinear.from_digital(nn.Linear(10, 5), config, n_slices=2,
+                                                    significance="binary"))
+    tiles = list(layer.analog_tiles())
+    assert len(tiles) == 2 * 9
+    assert all(tile.alpha.numel() == tile.out_size for tile in tiles)  # one per column
+    assert len({round(float(a), 6) for tile in tiles for a in tile.alpha.flatten()}) > 9
+    x = torch.randn(7, 10)
+    with torch.no_grad():
+        digital = AnalogSlicedLinear.to_digital(layer)
+        torch.testing.assert_close(digital(x), layer(x), rtol=1e-4, atol=1e-5)
+
+
+def test_realistic_read_out_follows_the_drift_compensation_choice():
+    torch.manual_seed(18)
+    layer = drifted(AnalogSlicedLinear.from_digital(nn.Linear(6, 4), perfect_config(),
+                                                    n_slices=2, significance="binary"))
+    for compensation in (True, False):
+        exact = layer.get_weights(drift_compensation=compensation)[0]
+        read = layer.get_weights(drift_compensation=compensation, realistic=True)[0]
+        torch.testing.assert_close(read, exact, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(layer.get_weights(drift_compensation=True)[0],
+                              layer.get_weights()[0], rtol=1e-2)
+
+
+def test_slices_without_drift_compensation_convert_as_they_are():
+    config = perfect_config()
+    config.drift_compensation = None
+    torch.manual_seed(19)
+    model = drifted(convert_to_analog_sliced(TinyNet(), config, 2))
+    x = torch.randn(2, 1, 4, 4)
+    with torch.no_grad():
+        for compensation in (True, False):
+            back = convert_to_digital_sliced(model, drift_compensation=compensation)
+            torch.testing.assert_close(back(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+def test_convert_to_digital_sliced_converts_a_bare_sliced_layer_and_checks_its_flag():
+    layer = drifted(AnalogSlicedLinear(3, 2, 2, rpu_config=perfect_config()))
+    back = convert_to_digital_sliced(layer)
+    assert type(back) is nn.Linear
+    torch.testing.assert_close(back.weight.detach(), layer.get_weights(drift_compensation=True)[0])
+    with pytest.raises(TypeError, match="drift_compensation must be True or False, got 'yes'"):
+        convert_to_digital_sliced(layer, drift_compensation="yes")
+
+
 # ================================================================ example
 def test_example_runs_in_fast_mode_and_reports_every_variant():
     import importlib.util
