@@ -867,3 +867,28 @@ def test_example_runs_in_fast_mode_and_reports_every_variant():
         assert devices in (2, 8) and acc.shape == (1, 1)
         assert 0.5 < float(acc[0, 0]) <= 1.0
     assert "| unsliced | 2 |" in example.format_table(table, [("1 day", 86400.0)])
+
+
+def test_mapping_example_measures_scaled_and_unscaled_slices_on_the_default_config():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "digital_mapping.py"
+    spec = importlib.util.spec_from_file_location("digital_mapping_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.main(seeds=1, peripherals=("default",), conditions=("as converted",),
+                          verbose=False)
+    table = {name: values[0] for (name, _, _), values in result["table"].items()}
+    assert len(table) == 6
+    accuracy, error = table["4 binary slices x 2 bit"]
+    assert accuracy > 0.95 and error < 0.1
+    assert table["4 binary slices x 2 bit, scale_slices=False"][1] > 100
+    assert table["4 equal slices"][1] < table["unsliced (aihwkit default mapping)"][1]
+    back = {name: values[0] for name, values in result["back"].items()}
+    analog = back["4 binary slices x 2 bit, analog"]
+    assert back["convert_to_digital_sliced(model) (drift_compensation=True, the default)"][1] \
+        == pytest.approx(analog[1], rel=1e-3)
+    assert back["convert_to_digital_sliced(model, drift_compensation=False)"][1] > 2 * analog[1]
+    text = example.format_table(result["table"], "default", ("as converted",))
+    assert "| 4 binary slices x 2 bit | " in text
