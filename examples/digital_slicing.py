@@ -11,10 +11,16 @@ scikit-learn's 8x8 digits) and converts it to analog in four ways, all with aihw
   ``W / 4`` summed digitally (8 devices per weight);
 * ``4 binary slices``: four tiles holding the base-4 digits of the weight
   (2 bits per slice, 8 bits of magnitude plus sign), summed digitally with factors
-  1, 4, 16, 64 (8 devices per weight);
+  1, 4, 16, 64 (8 devices per weight); ``significance="binary", bits_per_slice=2``
+  is the same split as ``significance="base", levels_per_slice=4``;
 * ``analog sum``: the same digits on four device pairs of one unit cell whose
   currents add up before one ADC: ``QuantizedSlicedConductanceConverter`` with the
   ``bit_sliced(4, 4)`` table (8 devices per weight, one tile).
+
+Every slice's tile uses its full weight range (``weight_scaling_omega = 1.0``, see
+``docs/digital-slicing.md``); with ideal peripherals and aihwkit's PCM-like noise,
+which scales to each tile's maximum anyway, that changes nothing but float rounding.
+``examples/digital_mapping.py`` measures aihwkit's default peripherals.
 
 For each, it programs the weights ``--repeats`` times and reports the held-out
 accuracy after drifting to 1 s, 1 h, 1 day and 1 year (mean and standard deviation
