@@ -288,23 +288,38 @@ class LevelQuantizer:
             return out
         cdtype = compute_dtype(weights.dtype)
         conductances = self.lookup_tensors(weights.dtype, weights.device)[2]
-        scalar_scale = scale is None or scale.dim() == 0 or scale.numel() == 1
-        if scalar_scale:
-            source = weights.reshape(-1)
-            factor = None if scale is None else scale.reshape(()).to(cdtype)
-        else:
-            # A scale per channel: scale the whole tensor once (one weights-sized
-            # temporary), then walk it flat like the per-tensor case.
-            source = (weights.to(cdtype) * scale.to(cdtype)).reshape(-1)
-            factor = None
-        flat_out = out.view(n_devices, -1)
         if chunk is None:
             chunk = CPU_CHUNK if weights.device.type == "cpu" else ACCELERATOR_CHUNK
+        flat_out = out.view(n_devices, -1)
+        scalar_scale = scale is None or scale.dim() == 0 or scale.numel() == 1
+        per_row = (not scalar_scale and weights.dim() > 0 and scale.numel() == weights.shape[0]
+                   and scale.shape[0] == weights.shape[0])
+        if scalar_scale or per_row:
+            # walk the weights in chunks of whole rows (per row: one scale each), so no
+            # weights-sized temporary is ever made
+            rows = weights.reshape(weights.shape[0] if per_row else 1, -1)
+            factors = None if scale is None else scale.reshape(-1, 1).to(cdtype)
+            row_len = rows.shape[1]
+            if per_row and row_len < chunk:
+                steps = [(r0, min(rows.shape[0], r0 + chunk // row_len), 0, row_len)
+                         for r0 in range(0, rows.shape[0], max(1, chunk // row_len))]
+            else:
+                steps = [(r, r + 1, c0, min(row_len, c0 + chunk))
+                         for r in range(rows.shape[0]) for c0 in range(0, row_len, chunk)]
+            for r0, r1, c0, c1 in steps:
+                x = rows[r0:r1, c0:c1].to(cdtype)
+                if factors is not None:
+                    x = x * (factors[r0:r1] if per_row else factors[0])
+                index = self.level_index(x.reshape(-1))
+                start = r0 * row_len + c0
+                dst = flat_out[:, start:start + index.numel()]
+                torch.gather(conductances, 1, index.expand(n_devices, -1), out=dst)
+            return out
+        # any other broadcastable scale (e.g. one per output column, [1, out]): scale
+        # the whole tensor once, then walk it flat
+        source = (weights.to(cdtype) * scale.to(cdtype)).reshape(-1)
         for start in range(0, source.numel(), chunk):
-            x = source[start:start + chunk].to(cdtype)
-            if factor is not None:
-                x = x * factor
-            index = self.level_index(x)
+            index = self.level_index(source[start:start + chunk])
             dst = flat_out[:, start:start + chunk]
             torch.gather(conductances, 1, index.expand(n_devices, -1), out=dst)
         return out

@@ -52,6 +52,9 @@ MSE_FINE_STEPS = 5
 MSE_REFINEMENTS = 4
 #: Rows x candidates x levels of work per search stage the coarse grid aims at.
 MSE_STAGE_WORK = 2**24
+#: Weights per block of rows whose clips are searched together (the search's
+#: temporaries are a few times this, not a few times the weights).
+CLIP_BLOCK_WEIGHTS = 2**20
 #: Rows x candidates x levels evaluated at once in the MSE search.
 MSE_BLOCK = 2**22
 #: How much faster a weight-by-weight evaluation on evenly spaced levels is than a
@@ -135,14 +138,9 @@ def compute_scaling(
             torch.full_like(w_max, top),
             torch.where(w_max <= 0, torch.full_like(w_max, -bottom), torch.full_like(w_max, mixed)),
         )
-        # (non-finite weights raise below, once the host sees them; the search must
-        # not trip over them first)
-        finite = w.nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
         abs_max = torch.maximum(w_max.abs(), w_min.abs()).nan_to_num(nan=0.0, posinf=0.0)
-        if rule == "percentile":
-            clip = _percentile_abs(finite, percentile).to(cdtype)
-        else:
-            clip = _mse_clip(finite, quantizer, reach, abs_max, level_noise)
+        clip = _clips_by_row_block(w, rule, quantizer, reach, abs_max, percentile,
+                                   level_noise).to(cdtype)
         scale = torch.where(clip > 0, reach / clip, inf)
     scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
     # Everything the host needs, in one transfer (one synchronisation on a GPU): the
@@ -196,6 +194,30 @@ def raise_not_finite(weights: Tensor) -> None:
     )
 
 
+def _clips_by_row_block(w: Tensor, rule: str, quantizer: LevelQuantizer, reach: Tensor,
+                        abs_max: Tensor, percentile: float,
+                        level_noise: Optional[LevelNoise]) -> Tensor:
+    """The clip of every row, computed on blocks of rows of about
+    :data:`CLIP_BLOCK_WEIGHTS` weights, so that the search's temporaries (sorted copies,
+    prefix sums) stay small next to the weights. Rows are independent: the result does
+    not depend on the blocks. Non-finite weights count as zero here; they raise once
+    the host sees them (see :func:`compute_scaling`)."""
+    rows, m = w.shape
+    per_block = max(1, CLIP_BLOCK_WEIGHTS // max(1, m))
+    coarse = max(MSE_FINE_STEPS, min(MSE_COARSE_STEPS,
+                                     MSE_STAGE_WORK // (rows * quantizer.table.n_levels)))
+    clips = []
+    for r0 in range(0, rows, per_block):
+        r1 = min(rows, r0 + per_block)
+        block = w[r0:r1].nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+        if rule == "percentile":
+            clips.append(_percentile_abs(block, percentile))
+        else:
+            clips.append(_mse_clip(block, quantizer, reach[r0:r1], abs_max[r0:r1],
+                                   level_noise, coarse).to(block.dtype))
+    return torch.cat(clips)
+
+
 def _percentile_abs(w: Tensor, percentile: float) -> Tensor:
     """Per row of ``w``, the ``percentile``-th percentile of the non-zero ``|w|``.
 
@@ -212,11 +234,12 @@ def _percentile_abs(w: Tensor, percentile: float) -> Tensor:
 
 
 def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tensor,
-              level_noise: Optional[LevelNoise] = None) -> Tensor:
+              level_noise: Optional[LevelNoise] = None, coarse: int = MSE_COARSE_STEPS
+              ) -> Tensor:
     """Per row of ``w``, the clip (weight units) minimizing the quantization MSE.
 
     Clip candidates are ratios of the row's ``max|w|``: a grid of up to
-    :data:`MSE_COARSE_STEPS` on (0, 1], then :data:`MSE_REFINEMENTS` grids of
+    ``coarse`` (at most :data:`MSE_COARSE_STEPS`) on (0, 1], then :data:`MSE_REFINEMENTS` grids of
     :data:`MSE_FINE_STEPS` around the best candidate so far. All candidates of all
     rows are evaluated at once, by :class:`_SortedErrors` (``O(levels x log m)`` per row
     and candidate) or :class:`_DirectErrors` (``O(m)``), whichever costs less; both
@@ -232,8 +255,6 @@ def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tens
         errors: Any = _SortedErrors(w, quantizer, level_noise)
     else:
         errors = _DirectErrors(w, quantizer, level_noise)
-    work = w.shape[0] * quantizer.table.n_levels
-    coarse = max(MSE_FINE_STEPS, min(MSE_COARSE_STEPS, MSE_STAGE_WORK // work))
     lo = torch.zeros_like(abs_max, dtype=torch.float64)
     hi = torch.ones_like(abs_max, dtype=torch.float64)
     safe_max = abs_max.double().clamp(min=torch.finfo(torch.float64).tiny)

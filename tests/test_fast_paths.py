@@ -8,6 +8,8 @@ must compute the same objective, on random and adversarial inputs.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -157,3 +159,44 @@ def test_converting_trained_weights_reads_values_on_the_host_once(name, scale, p
     reads = HostReads(monkeypatch)
     converter.convert_to_conductances(weights)
     assert reads.count == 1, f"{reads.count} host reads"  # the one fetch of the checks
+
+
+# ------------------------------------------------------- peak memory of a round trip
+def peak_extra_bytes(fn):
+    """Peak resident memory while ``fn`` runs beyond before (Linux: VmHWM reset)."""
+    import gc
+
+    def kib(field):
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(field)
+
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before = kib("VmRSS")
+    result = fn()
+    peak = kib("VmHWM") - before
+    del result
+    return peak
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("scale,per_channel", [("max", False), ("percentile", True),
+                                               ("mse", False), ("mse", True)])
+@pytest.mark.parametrize("name", ["seed", "4x4"])
+def test_round_trip_peak_memory_stays_within_2p_plus_2_weights(name, scale, per_channel):
+    from aihwkit_slicing import QuantizedSlicedConductanceConverter
+
+    converter = QuantizedSlicedConductanceConverter.from_table(TABLES[name], scale=scale,
+                                                               per_channel=per_channel)
+    weights = torch.randn(2048, 2048, generator=torch.Generator().manual_seed(5))
+
+    def round_trip():
+        conductances, params = converter.convert_to_conductances(weights)
+        return converter.convert_back_to_weights(conductances, params)
+
+    round_trip()  # lookup tables, allocator warm-up
+    budget = (converter.n_devices + 2) * weights.numel() * weights.element_size()
+    assert peak_extra_bytes(round_trip) <= budget
