@@ -676,8 +676,8 @@ class Allocation:
         name when built in, else as reduced table dicts; the scaling rule), plus
         ``devices_per_weight`` (weight-averaged), ``budget``, ``times`` (seconds),
         ``noise_model``, ``compensation``, ``measure``, ``seed``, ``repeats``,
-        ``exact`` and per layer ``weights``, ``table``, ``devices`` and
-        ``sensitivity``.
+        ``exact``, ``candidates`` (name -> devices per weight), ``predicted_loss`` and
+        per layer ``weights``, ``table``, ``devices`` and ``sensitivity``.
         """
         data = self.to_assignment(compact=True).to_dict()
         data.update({
@@ -690,6 +690,7 @@ class Allocation:
             "seed": self.sensitivities.seed,
             "repeats": self.sensitivities.repeats,
             "exact": self.exact,
+            "candidates": dict(zip(self.sensitivities.candidates, self.sensitivities.devices)),
             "predicted_loss": self.predicted_loss,
             "layers": [{"name": layer.name, "weights": layer.weights, "table": layer.table,
                         "devices": layer.devices, "sensitivity": layer.sensitivity}

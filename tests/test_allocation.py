@@ -24,6 +24,8 @@ from aihwkit_slicing.allocation import (
 )
 from aihwkit_slicing.assignment import TableAssignment
 from aihwkit_slicing.catalog import make_converter
+from aihwkit_slicing.cli import main
+from aihwkit_slicing.results import read_records
 from aihwkit_slicing.sweep import run_sweep
 from aihwkit_slicing.tasks import digits_task
 
@@ -316,3 +318,73 @@ def test_knapsack_refuses_malformed_input():
         solve_knapsack([[1, 1]], [[0.0, float("inf")]], 3)
     with pytest.raises(ValueError, match="no choice fits"):
         solve_knapsack([[4], [4]], [[0.0], [0.0]], 7)
+
+
+# ============================================================= command line
+def test_cli_writes_the_json_and_sweep_reads_it(tmp_path, capsys):
+    path = tmp_path / "budget5.json"
+    code = main(["allocate", "--model", "digits", "--budget", "5", "--times", "86400",
+                 "--candidates", ",".join(SMALL), "--repeats", "1", "--out", str(path),
+                 "--quiet"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "allocation for 5 devices per weight" in printed and "wrote" in printed
+    data = json.loads(path.read_text())
+    assert 2.0 <= data["devices_per_weight"] <= 5.0
+    assert data["measure"] == "relative output error"  # digits: logits on training images
+    assert {rule["layers"] for rule in data["rules"]} == {
+        "features.0", "features.2", "classifier.1", "classifier.3"}
+
+    out_dir = tmp_path / "sweep"
+    code = main(["sweep", "--model", "digits", "--assignment", str(path), "--times", "86400",
+                 "--repeats", "1", "--out", str(out_dir), "--quiet"])
+    assert code == 0
+    records = [r for r in read_records(out_dir / "results.csv") if r["metric"] == "accuracy"]
+    assert [r["table"] for r in records] == ["budget5"]
+    assert records[0]["n_devices"] == pytest.approx(data["devices_per_weight"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "six"], "--budget must be a number"),
+    (["--budget", "-2"], "--budget must be a number of devices per weight > 0"),
+    (["--budget", "1"], "--budget 1 is below the cheapest candidate's 2 devices"),
+    (["--budget", "6", "--candidates", "nope"], "--candidates: unknown table 'nope'"),
+    (["--budget", "6", "--times", "soon"], "times must be numbers of seconds, got 'soon'"),
+    (["--budget", "6", "--repeats", "0"], "--repeats must be >= 1"),
+    (["--budget", "6", "--noise-model", "nope"], "unknown noise model 'nope'"),
+    (["--budget", "6", "--model", "nope"], "unknown model 'nope'"),
+    (["--budget", "6", "--out", "/nonexistent/folder/a.json"], "--out must be a file"),
+    ([], "the following arguments are required: --budget"),
+])
+def test_cli_bad_input_is_one_line_and_exit_status_2(args, message, capsys):
+    try:
+        code = main(["allocate", *args])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and err.count("\n") == 1
+
+
+def test_cli_takes_candidate_tables_from_files(tmp_path, capsys):
+    from aihwkit_slicing.tables import equal_significance, save_table
+
+    table_path = tmp_path / "mine.json"
+    save_table(equal_significance(3, 5, columns="fill", name="mine"), table_path)
+    out = tmp_path / "a.json"
+    code = main(["allocate", "--budget", "4", "--times", "86400", "--candidates", "1x33lvl",
+                 "--candidate-file", str(table_path), "--repeats", "1", "--out", str(out),
+                 "--quiet"])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["candidates"] == {"1x33lvl": 2, "mine": 6}
+    # neither is a built-in table of the catalog: both are written by value
+    assert {rule["table"]["name"] for rule in data["rules"]} <= {"1x33lvl", "mine"}
+    assert TableAssignment.from_dict(data).layer_tables(digits_task().model) == {
+        layer["name"]: layer["table"] for layer in data["layers"]}
+
+    (tmp_path / "bad.json").write_text("{not json")
+    code = main(["allocate", "--budget", "4", "--candidate-file", str(tmp_path / "bad.json"),
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and "--candidate-file" in err and "not JSON" in err and err.count("\n") == 1
