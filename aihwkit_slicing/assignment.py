@@ -22,6 +22,7 @@ Under the hood, :meth:`TableAssignment.converter_for` feeds aihwkit's
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import hashlib
 import json
@@ -102,6 +103,45 @@ class TableAssignment:
             seen.setdefault(spec_name(spec), spec)
         return list(seen.items())
 
+    def rpu_config_fun(self, base_rpu_config: Any = None, noise_model: Any = "pcm",
+                       compensation: bool = True, peripherals: str = "ideal"
+                       ) -> Callable[[str, nn.Module, Any], Any]:
+        """aihwkit's ``specific_rpu_config_fun``: every layer gets its table's rpu_config::
+
+            analog = convert_to_analog(model, TorchInferenceRPUConfig(),
+                                       specific_rpu_config_fun=assignment.rpu_config_fun())
+
+        Quantized tables scale as :attr:`scale` says (``{"scale": ..., "per_channel":
+        ...}``; default ``"mse"`` per output channel, as in sweeps). Modules without
+        weights that aihwkit converts too (``Sequential``) keep the rpu_config they are
+        given.
+
+        Args:
+            base_rpu_config: rpu_config every layer's starts from (copied); default: the
+                one ``convert_to_analog`` passes (its ``rpu_config`` argument).
+            noise_model, compensation, peripherals: as for
+                :func:`aihwkit_slicing.rpu_configs.make_rpu_config`.
+
+        Raises:
+            ValueError: while converting, for a layer no rule matches (naming it).
+        """
+        from aihwkit_slicing.rpu_configs import make_rpu_config
+        from aihwkit_slicing.sweep_plan import DEFAULT_PER_CHANNEL, DEFAULT_SCALE
+
+        scale = self.scale.get("scale", DEFAULT_SCALE)
+        per_channel = self.scale.get("per_channel", DEFAULT_PER_CHANNEL)
+        converters = self.converters(lambda spec: make_converter(
+            spec, scale=scale, per_channel=per_channel))
+
+        def specific_rpu_config(layer_name: str, module: nn.Module, rpu_config: Any) -> Any:
+            if not is_weight_layer(module):
+                return rpu_config
+            converter = copy.deepcopy(converters[spec_name(self.spec_for(layer_name))])
+            base = rpu_config if base_rpu_config is None else base_rpu_config
+            return make_rpu_config(converter, noise_model, compensation, peripherals, base=base)
+
+        return specific_rpu_config
+
     def layer_tables(self, model: nn.Module) -> Dict[str, str]:
         """``{layer name: table name}`` for the analog-convertible layers of ``model``."""
         return {name: spec_name(self.spec_for(name)) for name, _ in _weight_layers(model)}
@@ -176,9 +216,14 @@ def spec_name(spec: TableSpec) -> str:
     return name or type(spec).__name__
 
 
+def is_weight_layer(module: nn.Module) -> bool:
+    """A Linear or Conv layer with weights: what gets a table."""
+    return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and \
+        getattr(module, "weight", None) is not None
+
+
 def _weight_layers(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
     """The Linear and Conv layers aihwkit's ``convert_to_analog`` converts, by name."""
     for name, module in model.named_modules():
-        if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and \
-                getattr(module, "weight", None) is not None:
+        if is_weight_layer(module):
             yield name, module

@@ -8,6 +8,8 @@
 * ``aihwkit-slicing tables``: lists the built-in tables; ``aihwkit-slicing tables NAME``
   shows one (devices, significances, levels and their encodings), ``--json`` prints it
   in the format ``sweep --table-file`` reads.
+* ``aihwkit-slicing allocate``: a table per layer under an average device budget,
+  written as JSON for ``sweep --assignment`` (see :mod:`aihwkit_slicing.cli_allocate`).
 
 Bad input gets one line on stderr and exit status 2; no traceback. Ctrl-C stops a
 sweep with one line saying what was kept (exit status 130).
@@ -37,13 +39,14 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from aihwkit_slicing.cli_allocate import add_allocate_parser
     from aihwkit_slicing.noise_models import NOISE_MODELS
     from aihwkit_slicing.rpu_configs import MAPPINGS, PERIPHERALS
     from aihwkit_slicing.scaling import SCALE_RULES
     from aihwkit_slicing.tasks import TASKS
 
     parser = _Parser(prog="aihwkit-slicing", description="Quantized weight slicing for aihwkit.")
-    commands = parser.add_subparsers(dest="command", metavar="{sweep,tables}")
+    commands = parser.add_subparsers(dest="command", metavar="{sweep,tables,allocate}")
     commands.required = True
 
     sweep = commands.add_parser(
@@ -118,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("name", nargs="?", help="a table to show in full")
     tables.add_argument("--json", action="store_true",
                         help="print the table as JSON (the format --table-file reads)")
+    add_allocate_parser(commands, parser)
     return parser
 
 
@@ -331,6 +335,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "sweep":
             return run_sweep_command(args)
+        if args.command == "allocate":
+            from aihwkit_slicing.cli_allocate import run_allocate_command
+
+            return run_allocate_command(args)
         return run_tables_command(args)
     except UsageError as error:
         print(f"aihwkit-slicing: error: {error}", file=sys.stderr)

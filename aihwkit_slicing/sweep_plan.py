@@ -23,7 +23,7 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
-from aihwkit_slicing.assignment import TableAssignment, spec_name
+from aihwkit_slicing.assignment import TableAssignment, is_weight_layer, spec_name
 from aihwkit_slicing.catalog import (
     TableSpec,
     devices_per_weight,
@@ -134,7 +134,9 @@ class SweepPlan:
             for config in configs.values():
                 check_times(self.times, config.noise_model, setting.noise_model)
 
-            def per_layer(layer_name: str, _module: nn.Module, _config: Any) -> Any:
+            def per_layer(layer_name: str, module: nn.Module, config: Any) -> Any:
+                if not is_weight_layer(module):  # a Sequential: aihwkit ignores its config
+                    return config
                 return copy.deepcopy(configs[spec_name(spec.spec_for(layer_name))])
 
             analog = convert_to_analog(model, next(iter(configs.values())),

@@ -55,3 +55,17 @@ def test_bench_sweep_quick_compares_engines_and_records(capsys):
     out = capsys.readouterr().out
     assert "Dask, --workers 2" in out and "x in-process" in out
     assert "records equal the 1-thread run" in out and "DIFFER" not in out
+
+
+def test_bench_allocation_quick_compares_against_uniform_tables_and_npair(tmp_path, capsys):
+    import json
+
+    assert load("bench_allocation").main(["--quick", "--quiet", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "aihwkit NPair F=[1,1,1,1], per column" in out and "best uniform table" in out
+    assert out.count("allocation, budget 6 vs") == 5 and "loss ratio" in out
+    assert "by layer type" in out and "evaluation sweeps" in out
+    for budget in (6, 4):
+        data = json.loads((tmp_path / f"allocation_digits_{budget}.json").read_text())
+        assert data["devices_per_weight"] <= budget
+    assert (tmp_path / "allocation.csv").read_text().count("\n") > 12 * 3
