@@ -70,7 +70,7 @@ from torch import Tensor, nn
 from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
-from aihwkit_slicing.assignment import TableAssignment, _weight_layers
+from aihwkit_slicing.assignment import TableAssignment, weight_layers
 from aihwkit_slicing.catalog import TableSpec, known_names, make_converter
 from aihwkit_slicing.catalog import devices_per_weight as devices_of
 from aihwkit_slicing.encodings import column_errors
@@ -323,7 +323,7 @@ def measure_sensitivities(
     if task is not None and not isinstance(task, Task):
         raise ValueError(f"task must be an aihwkit_slicing.tasks.Task, got "
                          f"{type(task).__name__}")
-    layers = list(_weight_layers(model))
+    layers = list(weight_layers(model))
     if not layers:
         raise ValueError("model has no Linear or Conv layer to allocate tables to")
 
@@ -849,7 +849,7 @@ def allocate_tables(
         candidates = default_candidates(noise_model, _check_times(times),
                                         _check_int("seed", seed, 0))
     specs = candidate_specs(candidates)
-    layers = list(_weight_layers(model)) if isinstance(model, nn.Module) else []
+    layers = list(weight_layers(model)) if isinstance(model, nn.Module) else []
     if layers:  # a budget no allocation can meet fails before the measurement
         choose_tables([m.weight.numel() for _, m in layers],
                       [devices_of(make_converter(s)) for s in specs.values()],

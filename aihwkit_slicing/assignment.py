@@ -31,7 +31,13 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 from aihwkit.inference.converter.base import BaseConductanceConverter
 from torch import nn
 
-from aihwkit_slicing.catalog import TableSpec, devices_per_weight, make_converter
+from aihwkit_slicing.catalog import (
+    DEFAULT_PER_CHANNEL,
+    DEFAULT_SCALE,
+    TableSpec,
+    devices_per_weight,
+    make_converter,
+)
 from aihwkit_slicing.tables import ProgrammingTable
 
 #: ``format`` field of the JSON form.
@@ -126,7 +132,6 @@ class TableAssignment:
             ValueError: while converting, for a layer no rule matches (naming it).
         """
         from aihwkit_slicing.rpu_configs import make_rpu_config
-        from aihwkit_slicing.sweep_plan import DEFAULT_PER_CHANNEL, DEFAULT_SCALE
 
         scale = self.scale.get("scale", DEFAULT_SCALE)
         per_channel = self.scale.get("per_channel", DEFAULT_PER_CHANNEL)
@@ -144,7 +149,7 @@ class TableAssignment:
 
     def layer_tables(self, model: nn.Module) -> Dict[str, str]:
         """``{layer name: table name}`` for the analog-convertible layers of ``model``."""
-        return {name: spec_name(self.spec_for(name)) for name, _ in _weight_layers(model)}
+        return {name: spec_name(self.spec_for(name)) for name, _ in weight_layers(model)}
 
     def devices_per_weight(self, model: nn.Module,
                            make: Callable[[TableSpec], BaseConductanceConverter] = make_converter
@@ -152,7 +157,7 @@ class TableAssignment:
         """Devices per weight averaged over the weights of ``model``'s layers."""
         converters = self.converters(make)
         devices, weights = 0.0, 0
-        for name, module in _weight_layers(model):
+        for name, module in weight_layers(model):
             count = module.weight.numel()
             devices += count * devices_per_weight(converters[spec_name(self.spec_for(name))])
             weights += count
@@ -222,7 +227,7 @@ def is_weight_layer(module: nn.Module) -> bool:
         getattr(module, "weight", None) is not None
 
 
-def _weight_layers(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
+def weight_layers(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
     """The Linear and Conv layers aihwkit's ``convert_to_analog`` converts, by name."""
     for name, module in model.named_modules():
         if is_weight_layer(module):

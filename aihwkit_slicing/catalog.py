@@ -24,6 +24,11 @@ from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.quantize import LevelNoise
 from aihwkit_slicing.tables import ProgrammingTable, builtin_tables
 
+#: Default scaling of quantized tables (sweeps, assignments, allocation): the
+#: MSE-optimal clip per output channel.
+DEFAULT_SCALE = "mse"
+DEFAULT_PER_CHANNEL = True
+
 #: Our built-in programming tables by name.
 TABLES: Dict[str, ProgrammingTable] = builtin_tables()
 

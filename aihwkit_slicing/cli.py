@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from aihwkit_slicing.cli_parsing import UsageError, parse_times, positive_int
+
 EXIT_USAGE = 2
 
 
@@ -32,10 +34,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-
-class UsageError(Exception):
-    """Bad input from the command line; printed as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,18 +123,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(name: str, text: Optional[str], minimum: int) -> Optional[int]:
-    if text is None:
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise UsageError(f"{name} must be an integer, got {text!r}") from None
-    if value < minimum:
-        raise UsageError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
 def _writable_folder(path: Path) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -147,16 +133,6 @@ def _writable_folder(path: Path) -> Path:
         raise UsageError(f"cannot write to output folder {str(path)!r}: "
                          f"{error.strerror or error}") from None
     return path
-
-
-def _times(option: str, text: str) -> list:
-    from aihwkit_slicing.sweep import iter_times
-
-    try:
-        return list(iter_times(text))
-    except ValueError as error:
-        raise UsageError(str(error).replace("times", f"{option}", 1)
-                         if option != "--times" else str(error)) from None
 
 
 def _sweep_tables(args: argparse.Namespace) -> dict:
@@ -225,13 +201,13 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     if args.model not in TASKS:
         raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(TASKS)}")
     tables = _sweep_tables(args)
-    times = None if args.times is None else _times("--times", args.times)
-    noise_aware = None if args.noise_aware is None else _times("--noise-aware",
+    times = None if args.times is None else parse_times("--times", args.times)
+    noise_aware = None if args.noise_aware is None else parse_times("--noise-aware",
                                                                 args.noise_aware)
-    repeats = _positive_int("--repeats", args.repeats, 1)
-    seed = _positive_int("--seed", args.seed, 0)
-    threads = _positive_int("--threads", args.threads, 1)
-    workers = _positive_int("--workers", args.workers, 1)
+    repeats = positive_int("--repeats", args.repeats, 1)
+    seed = positive_int("--seed", args.seed, 0)
+    threads = positive_int("--threads", args.threads, 1)
+    workers = positive_int("--workers", args.workers, 1)
     try:
         percentile = float(args.percentile)
     except ValueError:

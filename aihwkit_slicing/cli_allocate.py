@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from aihwkit_slicing.cli import UsageError, _positive_int, _times
+from aihwkit_slicing.cli_parsing import UsageError, parse_times, positive_int
 
 
 def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable=protected-access
@@ -119,13 +119,13 @@ def run_allocate_command(args: argparse.Namespace) -> int:
     if args.model not in TASKS:
         raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(TASKS)}")
     budget = _budget(args.budget)
-    times = _times("--times", args.times)
-    repeats = _positive_int("--repeats", args.repeats, 1)
-    seed = _positive_int("--seed", args.seed, 0)
+    times = parse_times("--times", args.times)
+    repeats = positive_int("--repeats", args.repeats, 1)
+    seed = positive_int("--seed", args.seed, 0)
     if args.noise_model not in NOISE_MODELS:
         raise UsageError(f"unknown noise model {args.noise_model!r}; choose one of "
                          f"{', '.join(NOISE_MODELS)}")
-    threads = _positive_int("--threads", args.threads, 1)
+    threads = positive_int("--threads", args.threads, 1)
     specs = _candidates(args)
     cheapest = 2 * min(DEFAULT_PAIRS) if specs is None else min(
         devices_per_weight(make_converter(spec)) for spec in specs.values())

@@ -24,7 +24,9 @@ from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
 from aihwkit_slicing.assignment import TableAssignment, is_weight_layer, spec_name
-from aihwkit_slicing.catalog import (
+from aihwkit_slicing.catalog import (  # noqa: F401  (DEFAULT_*: re-exported)
+    DEFAULT_PER_CHANNEL,
+    DEFAULT_SCALE,
     TableSpec,
     devices_per_weight,
     levels_per_weight,
@@ -38,10 +40,6 @@ from aihwkit_slicing.results import SETTING_FIELDS
 from aihwkit_slicing.rpu_configs import make_rpu_config
 from aihwkit_slicing.tasks import Task
 from aihwkit_slicing.version import __version__
-
-#: Default scaling of quantized tables in a sweep: MSE-optimal clip per output channel.
-DEFAULT_SCALE = "mse"
-DEFAULT_PER_CHANNEL = True
 
 SweepTable = Union[TableSpec, TableAssignment, Mapping[str, TableSpec]]
 
