@@ -70,11 +70,11 @@ from torch import Tensor, nn
 from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
-from aihwkit_slicing.assignment import TableAssignment, weight_layers
+from aihwkit_slicing.assignment import TableAssignment, shared_weight_layers, weight_layers
 from aihwkit_slicing.catalog import TableSpec, known_names, make_converter
 from aihwkit_slicing.catalog import devices_per_weight as devices_of
 from aihwkit_slicing.encodings import column_errors
-from aihwkit_slicing.noise_models import check_times
+from aihwkit_slicing.noise_models import build_noise_model, check_times
 from aihwkit_slicing.rpu_configs import make_rpu_config
 from aihwkit_slicing.scaling import validate_rule
 from aihwkit_slicing.sweep import validate_times
@@ -150,8 +150,9 @@ def tuned_table(n_pairs: int, noise_model: Any = "pcm", times: Sequence[float] =
         return single_pair(levels_per_device, name=name)
     table = equal_significance(n_pairs, levels_per_device, columns="fill+spread", name=name)
     times = _check_times(times)
-    mse = sum(column_errors(table, noise_model, t, None, n_samples, seed + index)["mse"]
-              for index, t in enumerate(times))
+    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+        mse = sum(column_errors(table, noise_model, t, None, n_samples, seed + index)["mse"]
+                  for index, t in enumerate(times))
     chosen = [min(columns, key=lambda c: (float(mse[c]), c)) for columns in table.encodings]
     return table.with_encodings(chosen)
 
@@ -246,14 +247,21 @@ class Sensitivities:
         weights: weight count of each layer.
         candidates: candidate names.
         devices: devices per weight of each candidate.
-        values: ``[layers, candidates, times]`` fidelity lost (see ``measure``), mean
-            over the repeats.
+        values: ``[layers, candidates, times]`` fidelity lost, mean over the repeats,
+            in the unit of ``measure``: the task metric's own (``"cosine drop"``: cosine
+            similarity, ``"accuracy drop"``: a fraction of the examples), or for
+            ``"relative squared output error"`` ``|y - y_fp|^2 / |y_fp|^2`` (no unit;
+            its square root is the RMS error relative to the floating-point output).
         spread: the same shape: standard deviation over the repeats (0 for one).
         times: inference times in seconds.
         measure: what was measured (e.g. ``"cosine drop"``).
         repeats: programmings per layer and candidate.
         seed: seed of the measurement.
         seconds: wall time of the measurement.
+        noise_model: the noise model measured under (a name, class, factory or
+            instance, as given).
+        compensation: whether global drift compensation was on.
+        scale, per_channel: the scaling of quantized tables measured with.
     """
 
     layers: List[str]
@@ -267,6 +275,10 @@ class Sensitivities:
     repeats: int
     seed: int
     seconds: float = 0.0
+    noise_model: Any = "pcm"
+    compensation: bool = True
+    scale: str = DEFAULT_SCALE
+    per_channel: bool = DEFAULT_PER_CHANNEL
 
     @property
     def mean(self) -> Tensor:
@@ -309,10 +321,12 @@ def measure_sensitivities(
     """
     from tqdm import tqdm
 
-    specs = candidate_specs(candidates)
     times = _check_times(times)
     repeats = _check_int("repeats", repeats, 1)
     seed = _check_int("seed", seed, 0)
+    _check_noise_times(noise_model, times)
+    specs = candidate_specs(default_candidates(noise_model, times, seed)
+                            if candidates is None else candidates)
     validate_rule(scale, 99.9)
     threads = None if threads is None else _check_int("threads", threads, 1)
     if not isinstance(model, nn.Module):
@@ -326,6 +340,7 @@ def measure_sensitivities(
     layers = list(weight_layers(model))
     if not layers:
         raise ValueError("model has no Linear or Conv layer to allocate tables to")
+    _check_not_shared(model)
 
     configs = {}
     for name, spec in specs.items():
@@ -343,6 +358,7 @@ def measure_sensitivities(
     values = torch.zeros(len(layers), len(specs), len(times), repeats, dtype=torch.float64)
     bar = tqdm(total=len(layers) * len(specs) * repeats, disable=quiet, desc="allocate",
                unit="programming")
+    random_state = torch.random.get_rng_state()  # restored: the caller's stays as it was
     try:
         with torch.no_grad():
             reference = score(work, None)
@@ -362,6 +378,7 @@ def measure_sensitivities(
     finally:
         bar.close()
         torch.set_num_threads(previous_threads)
+        torch.random.set_rng_state(random_state)
     return Sensitivities(
         layers=[name for name, _ in layers],
         weights=[int(module.weight.numel()) for _, module in layers],
@@ -371,7 +388,8 @@ def measure_sensitivities(
         spread=values.std(dim=3) if repeats > 1 else torch.zeros(values.shape[:3],
                                                                   dtype=torch.float64),
         times=times, measure=measure, repeats=repeats, seed=seed,
-        seconds=time.perf_counter() - start,
+        seconds=time.perf_counter() - start, noise_model=noise_model,
+        compensation=bool(compensation), scale=scale, per_channel=bool(per_channel),
     )
 
 
@@ -402,7 +420,7 @@ def _scorer(task: Optional[Task], inputs: Any
         norm = float(reference.square().sum()) or 1.0
         return float((output - reference).square().sum()) / norm
 
-    return output_error, "relative output error"
+    return output_error, "relative squared output error"
 
 
 def _flat_output(output: Any) -> Tensor:
@@ -543,18 +561,23 @@ def choose_tables(weights: Sequence[int], devices: Sequence[int],
         values, Tensor) else values)]
     costs = [[int(n) * int(d) for d in devices] for n in weights]
     total_weights = sum(int(n) for n in weights)
-    allowed = math.floor(Fraction(budget) * total_weights)  # devices in all
+    # the budget as the decimal it was written as (2.3, not the float just below it)
+    allowed = math.floor(Fraction(repr(budget)) * total_weights)  # devices in all
     cheapest = sum(min(row) for row in costs)
     if cheapest > allowed:
         raise ValueError(f"devices_per_weight={budget:g} is below what the cheapest "
                          f"candidates need ({cheapest / total_weights:g} devices per weight)")
-    unit = reduce(math.gcd, (c for row in costs for c in row), 0) or 1
+    # The knapsack runs over the cost above each layer's cheapest candidate: the
+    # all-cheapest choice always fits, also where costs are rounded to a coarser grid.
+    extra = [[c - min(row) for c in row] for row in costs]
+    spare = min(allowed - cheapest, sum(max(row) for row in extra))
+    unit = reduce(math.gcd, (c for row in extra for c in row), 0) or 1
     exact = True
-    if (allowed // unit + 1) * len(costs) > MAX_DP_CELLS:
-        unit = -(-allowed // (MAX_DP_CELLS // len(costs) - 1))  # rounded up: a coarser grid
+    if (spare // unit + 1) * len(costs) > MAX_DP_CELLS:
+        unit = -(-spare // (MAX_DP_CELLS // len(costs) - 1))  # rounded up: a coarser grid
         exact = False
-    units = [[-(-c // unit) for c in row] for row in costs]  # rounded up: the budget holds
-    return solve_knapsack(units, values, allowed // unit), exact
+    units = [[-(-c // unit) for c in row] for row in extra]  # rounded up: the budget holds
+    return solve_knapsack(units, values, spare // unit), exact
 
 
 # =============================================================== allocation
@@ -601,7 +624,8 @@ class Allocation:
         sensitivities: the measurement the choice was made from.
         exact: whether the knapsack was solved exactly (see :func:`choose_tables`).
         scale: the scaling of quantized tables (``{"scale": ..., "per_channel": ...}``).
-        noise_model: display name of the noise model.
+        noise_model: the noise model measured under (a name, class, factory or instance,
+            as given; the JSON form holds its name).
         compensation: global drift compensation on or off.
         name: display name (reports, sweep rows).
     """
@@ -612,7 +636,7 @@ class Allocation:
     sensitivities: Sensitivities
     exact: bool = True
     scale: Dict[str, Any] = field(default_factory=dict)
-    noise_model: str = "pcm"
+    noise_model: Any = "pcm"
     compensation: bool = True
     name: Optional[str] = None
 
@@ -684,7 +708,7 @@ class Allocation:
             "devices_per_weight": self.devices_per_weight,
             "budget": self.budget,
             "times": list(self.sensitivities.times),
-            "noise_model": self.noise_model,
+            "noise_model": _noise_name(self.noise_model),
             "compensation": self.compensation,
             "measure": self.sensitivities.measure,
             "seed": self.sensitivities.seed,
@@ -751,16 +775,17 @@ class Allocation:
 
 
 def allocate(sensitivities: Sensitivities, candidates: Mapping[str, TableSpec],
-             devices_per_weight: float, name: Optional[str] = None,
-             scale: str = DEFAULT_SCALE, per_channel: bool = DEFAULT_PER_CHANNEL,
-             noise_model: Any = "pcm", compensation: bool = True) -> Allocation:
+             devices_per_weight: float, name: Optional[str] = None) -> Allocation:
     """The best allocation for a budget from an existing measurement (no new one).
+
+    The noise model, drift compensation and scaling are those the sensitivities were
+    measured with.
 
     Args:
         sensitivities: from :func:`measure_sensitivities` (or ``Allocation.sensitivities``).
         candidates: name -> spec of the measured candidates (``Allocation.candidates``).
         devices_per_weight: the budget, average devices per weight.
-        Other arguments: recorded in the result (as measured).
+        name: the result's display name.
     """
     missing = [c for c in sensitivities.candidates if c not in candidates]
     if missing:
@@ -779,9 +804,10 @@ def allocate(sensitivities: Sensitivities, candidates: Mapping[str, TableSpec],
     return Allocation(layers=layers,
                       candidates={c: candidates[c] for c in sensitivities.candidates},
                       budget=float(devices_per_weight), sensitivities=sensitivities,
-                      exact=exact, scale={"scale": scale, "per_channel": bool(per_channel)},
-                      noise_model=_noise_name(noise_model), compensation=bool(compensation),
-                      name=name)
+                      exact=exact, scale={"scale": sensitivities.scale,
+                                          "per_channel": sensitivities.per_channel},
+                      noise_model=sensitivities.noise_model,
+                      compensation=sensitivities.compensation, name=name)
 
 
 def allocate_tables(
@@ -845,6 +871,7 @@ def allocate_tables(
             candidates.
     """
     budget = _check_budget(devices_per_weight)
+    _check_noise_times(noise_model, _check_times(times))
     if candidates is None:
         candidates = default_candidates(noise_model, _check_times(times),
                                         _check_int("seed", seed, 0))
@@ -857,8 +884,7 @@ def allocate_tables(
     measured = measure_sensitivities(model, specs, noise_model, times, task, inputs, repeats,
                                      seed, compensation, scale, per_channel, rpu_config, quiet,
                                      threads)
-    return allocate(measured, specs, budget, name=name, scale=scale, per_channel=per_channel,
-                    noise_model=noise_model, compensation=compensation)
+    return allocate(measured, specs, budget, name=name)
 
 
 # ============================================================== validation
@@ -878,6 +904,21 @@ def _check_times(times: Any) -> List[float]:
     if isinstance(times, numbers.Real):
         times = [times]
     return validate_times(list(times))
+
+
+def _check_noise_times(noise_model: Any, times: List[float]) -> None:
+    """Raise ``ValueError`` if the noise model does not know one of ``times``."""
+    probe = build_noise_model(noise_model, make_converter("aihwkit-1pair"))
+    check_times(times, probe, _noise_name(noise_model))
+
+
+def _check_not_shared(model: nn.Module) -> None:
+    shared = shared_weight_layers(model)
+    if shared:
+        first, names = next(iter(shared.items()))
+        raise ValueError(f"layer {first!r} is the same module as {', '.join(map(repr, names[1:]))}"
+                         ": aihwkit converts each name into a layer of its own, which an "
+                         "allocation by layer cannot give tables to; give each its own module")
 
 
 def _noise_name(noise_model: Any) -> str:

@@ -221,10 +221,16 @@ def spec_name(spec: TableSpec) -> str:
     return name or type(spec).__name__
 
 
+#: The layer classes aihwkit's ``convert_to_analog`` makes analog. It matches the exact
+#: class, so subclasses (``nn.MultiheadAttention``'s ``out_proj``, a
+#: ``NonDynamicallyQuantizableLinear``) stay digital, and get no table here either.
+WEIGHT_LAYER_CLASSES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
 def is_weight_layer(module: nn.Module) -> bool:
-    """A Linear or Conv layer with weights: what gets a table."""
-    return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)) and \
-        getattr(module, "weight", None) is not None
+    """A Linear or Conv layer (exactly that class, as aihwkit converts) with weights:
+    what gets a table."""
+    return type(module) in WEIGHT_LAYER_CLASSES and getattr(module, "weight", None) is not None
 
 
 def weight_layers(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
@@ -232,3 +238,16 @@ def weight_layers(model: nn.Module) -> Iterator[Tuple[str, nn.Module]]:
     for name, module in model.named_modules():
         if is_weight_layer(module):
             yield name, module
+
+
+def shared_weight_layers(model: nn.Module) -> Dict[str, List[str]]:
+    """Weight layers reachable under more than one name: first name -> all names.
+
+    aihwkit converts every path into a layer of its own, so such a layer is several
+    analog layers while ``named_modules()`` lists it once.
+    """
+    paths: Dict[int, List[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if is_weight_layer(module):
+            paths.setdefault(id(module), []).append(name)
+    return {names[0]: names for names in paths.values() if len(names) > 1}
