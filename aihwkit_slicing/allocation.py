@@ -71,9 +71,10 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
 from aihwkit_slicing.assignment import TableAssignment, shared_weight_layers, weight_layers
-from aihwkit_slicing.catalog import TableSpec, known_names, make_converter
+from aihwkit_slicing.catalog import TableSpec, known_names, make_converter, table_of
 from aihwkit_slicing.catalog import devices_per_weight as devices_of
 from aihwkit_slicing.encodings import column_errors
+from aihwkit_slicing.encodings import level_noise as simulate_level_noise
 from aihwkit_slicing.noise_models import build_noise_model, check_times
 from aihwkit_slicing.rpu_configs import make_rpu_config
 from aihwkit_slicing.scaling import validate_rule
@@ -262,6 +263,8 @@ class Sensitivities:
             instance, as given).
         compensation: whether global drift compensation was on.
         scale, per_channel: the scaling of quantized tables measured with.
+        noise_aware: inference times (seconds) the clip of quantized tables was chosen
+            for (noise-aware ``mse``), or None for plain ``mse``.
     """
 
     layers: List[str]
@@ -279,6 +282,7 @@ class Sensitivities:
     compensation: bool = True
     scale: str = DEFAULT_SCALE
     per_channel: bool = DEFAULT_PER_CHANNEL
+    noise_aware: Optional[List[float]] = None
 
     @property
     def mean(self) -> Tensor:
@@ -311,6 +315,7 @@ def measure_sensitivities(
     rpu_config: Optional[RPUConfigBase] = None,
     quiet: bool = False,
     threads: Optional[int] = None,
+    noise_aware: bool = False,
 ) -> Sensitivities:
     """How much fidelity the network loses when one layer at a time gets a candidate.
 
@@ -342,9 +347,20 @@ def measure_sensitivities(
         raise ValueError("model has no Linear or Conv layer to allocate tables to")
     _check_not_shared(model)
 
+    if noise_aware and scale != "mse":
+        raise ValueError(f"noise_aware needs scale='mse', got scale={scale!r}")
     configs = {}
     for name, spec in specs.items():
-        converter = make_converter(spec, scale=scale, per_channel=per_channel)
+        table = table_of(spec)
+        level_noise = None
+        if noise_aware and table is not None:
+            with torch.random.fork_rng(devices=[]):  # the caller's random state stays
+                level_noise = simulate_level_noise(
+                    table, noise_model, times, seed=stable_seed(
+                        seed, "level noise", table.content_hash(), _noise_name(noise_model)),
+                    compensation=compensation)
+        converter = make_converter(spec, scale=scale, per_channel=per_channel,
+                                   level_noise=level_noise)
         configs[name] = make_rpu_config(converter, noise_model, compensation, "ideal",
                                         "tensor", base=rpu_config)
         check_times(times, configs[name].noise_model, _noise_name(noise_model))
@@ -390,6 +406,7 @@ def measure_sensitivities(
         times=times, measure=measure, repeats=repeats, seed=seed,
         seconds=time.perf_counter() - start, noise_model=noise_model,
         compensation=bool(compensation), scale=scale, per_channel=bool(per_channel),
+        noise_aware=list(times) if noise_aware else None,
     )
 
 
@@ -804,8 +821,7 @@ def allocate(sensitivities: Sensitivities, candidates: Mapping[str, TableSpec],
     return Allocation(layers=layers,
                       candidates={c: candidates[c] for c in sensitivities.candidates},
                       budget=float(devices_per_weight), sensitivities=sensitivities,
-                      exact=exact, scale={"scale": sensitivities.scale,
-                                          "per_channel": sensitivities.per_channel},
+                      exact=exact, scale=_scale_rule(sensitivities),
                       noise_model=sensitivities.noise_model,
                       compensation=sensitivities.compensation, name=name)
 
@@ -827,6 +843,7 @@ def allocate_tables(
     quiet: bool = False,
     name: Optional[str] = None,
     threads: Optional[int] = None,
+    noise_aware: bool = False,
 ) -> Allocation:
     """Choose a table per layer: best fidelity at ``times`` within a device budget.
 
@@ -862,6 +879,11 @@ def allocate_tables(
         name: the result's display name (default ``"allocation-<budget>dev"``).
         threads: torch threads during the measurement (default: leave as set). One
             thread per process is fastest where other jobs share the cores.
+        noise_aware: choose the ``mse`` clip of quantized tables for the error after
+            programming and drift at ``times`` (each candidate's level noise simulated
+            under ``noise_model``), as ``run_sweep(noise_aware=times)`` does; recorded
+            in the result's scaling rule. Evaluate such an allocation with noise-aware
+            clipping too (``aihwkit-slicing sweep --noise-aware``).
 
     Returns:
         An :class:`Allocation`.
@@ -883,7 +905,7 @@ def allocate_tables(
                       [[0.0] * len(specs)] * len(layers), budget)
     measured = measure_sensitivities(model, specs, noise_model, times, task, inputs, repeats,
                                      seed, compensation, scale, per_channel, rpu_config, quiet,
-                                     threads)
+                                     threads, noise_aware)
     return allocate(measured, specs, budget, name=name)
 
 
@@ -904,6 +926,15 @@ def _check_times(times: Any) -> List[float]:
     if isinstance(times, numbers.Real):
         times = [times]
     return validate_times(list(times))
+
+
+def _scale_rule(sensitivities: Sensitivities) -> Dict[str, Any]:
+    """The scaling rule an allocation records (and its JSON form holds)."""
+    rule: Dict[str, Any] = {"scale": sensitivities.scale,
+                            "per_channel": sensitivities.per_channel}
+    if sensitivities.noise_aware:
+        rule["noise_aware"] = list(sensitivities.noise_aware)
+    return rule
 
 
 def _check_noise_times(noise_model: Any, times: List[float]) -> None:

@@ -28,6 +28,7 @@ import hashlib
 import json
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
+import torch
 from aihwkit.inference.converter.base import BaseConductanceConverter
 from torch import nn
 
@@ -37,7 +38,9 @@ from aihwkit_slicing.catalog import (
     TableSpec,
     devices_per_weight,
     make_converter,
+    table_of,
 )
+from aihwkit_slicing.encodings import level_noise as simulate_level_noise
 from aihwkit_slicing.tables import ProgrammingTable
 
 #: ``format`` field of the JSON form.
@@ -61,8 +64,10 @@ class TableAssignment:
         rules: ``{pattern: spec}`` in priority order (a dict keeps its order), or a
             sequence of ``(pattern, spec)`` pairs.
         name: shown in reports (default: ``"pattern=table,..."``).
-        scale: scaling rule recorded with the assignment (the sweep applies its own
-            unless a spec is a converter with its own settings).
+        scale: scaling rule recorded with the assignment (``{"scale", "per_channel",
+            "noise_aware"}``), used by :meth:`rpu_config_fun`; a sweep applies its own
+            (``scale``, ``per_channel``, ``noise_aware``) unless a spec is a converter
+            with its own settings.
 
     Raises:
         ValueError: for an empty assignment or a pattern that is not a non-empty string.
@@ -118,7 +123,9 @@ class TableAssignment:
                                        specific_rpu_config_fun=assignment.rpu_config_fun())
 
         Quantized tables scale as :attr:`scale` says (``{"scale": ..., "per_channel":
-        ...}``; default ``"mse"`` per output channel, as in sweeps). Modules without
+        ..., "noise_aware": [seconds, ...]}``; default ``"mse"`` per output channel, as in
+        sweeps; with ``noise_aware``, the clip errs least after programming and drift at
+        those times under ``noise_model``). Modules without
         weights that aihwkit converts too (``Sequential``) keep the rpu_config they are
         given.
 
@@ -135,8 +142,19 @@ class TableAssignment:
 
         scale = self.scale.get("scale", DEFAULT_SCALE)
         per_channel = self.scale.get("per_channel", DEFAULT_PER_CHANNEL)
-        converters = self.converters(lambda spec: make_converter(
-            spec, scale=scale, per_channel=per_channel))
+        noise_aware = self.scale.get("noise_aware")
+
+        def converter(spec: TableSpec) -> BaseConductanceConverter:
+            table = table_of(spec)
+            noise = None
+            if noise_aware and table is not None:
+                with torch.random.fork_rng(devices=[]):
+                    noise = simulate_level_noise(table, noise_model, noise_aware,
+                                                 compensation=compensation)
+            return make_converter(spec, scale=scale, per_channel=per_channel,
+                                  level_noise=noise)
+
+        converters = self.converters(converter)
 
         def specific_rpu_config(layer_name: str, module: nn.Module, rpu_config: Any) -> Any:
             if not is_weight_layer(module):

@@ -62,6 +62,10 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
                           help=f"one of {', '.join(NOISE_MODELS)} (default pcm)")
     allocate.add_argument("--no-compensation", action="store_true",
                           help="switch global drift compensation off")
+    allocate.add_argument("--noise-aware", action="store_true",
+                          help="choose each quantized table's clip for the error after "
+                          "programming and drift at --times (evaluate with 'sweep "
+                          "--noise-aware TIMES' too)")
     allocate.add_argument("--out", type=Path, default=Path("assignment.json"),
                           help="the JSON file to write (default: assignment.json)")
     allocate.add_argument("--threads", default=None,
@@ -145,7 +149,8 @@ def run_allocate_command(args: argparse.Namespace) -> int:
         allocation = allocate_tables(
             task.model, specs, budget, noise_model=args.noise_model, times=times,
             repeats=repeats, seed=seed, compensation=not args.no_compensation,
-            quiet=args.quiet, name=out.stem, threads=threads, **measurement_for(task))
+            quiet=args.quiet, name=out.stem, threads=threads, noise_aware=args.noise_aware,
+            **measurement_for(task))
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:
@@ -153,6 +158,7 @@ def run_allocate_command(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
     print(allocation.report())
+    aware = (" --noise-aware " + ",".join(f"{t:g}" for t in times)) if args.noise_aware else ""
     print(f"\nwrote {out} ({time.perf_counter() - start:.0f} s); evaluate it with "
-          f"'aihwkit-slicing sweep --model {args.model} --assignment {out}'")
+          f"'aihwkit-slicing sweep --model {args.model} --assignment {out}{aware}'")
     return 0

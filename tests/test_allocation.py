@@ -199,6 +199,29 @@ def test_times_a_noise_model_does_not_know_fail_before_any_work():
                         times=[86400.0, 31536000.0], inputs=torch.rand(4, 6), quiet=True)
 
 
+def test_a_noise_aware_allocation_measures_and_converts_with_noise_aware_clips():
+    model, inputs = mlp([6, 5, 4]), torch.rand(4, 6)
+    kwargs = dict(times=[86400.0], inputs=inputs, repeats=1, quiet=True)
+    plain = allocate_tables(model, SMALL[:2], 3.0, **kwargs)
+    aware = allocate_tables(model, SMALL[:2], 3.0, noise_aware=True, **kwargs)
+    assert plain.sensitivities.noise_aware is None and "noise_aware" not in plain.scale
+    assert aware.sensitivities.noise_aware == [86400.0]
+    assert aware.to_dict()["scale"]["noise_aware"] == [86400.0]
+    assert not torch.equal(plain.sensitivities.values, aware.sensitivities.values)
+    for allocation, expect_noise in ((plain, False), (aware, True)):
+        analog = convert_to_analog(model, TorchInferenceRPUConfig(),
+                                   specific_rpu_config_fun=allocation.rpu_config_fun())
+        for tile in analog.analog_tiles():
+            converter = tile.rpu_config.noise_model.g_converter
+            assert (converter.level_noise is not None) is expect_noise
+
+
+def test_noise_aware_needs_the_mse_rule():
+    with pytest.raises(ValueError, match="noise_aware needs scale='mse'"):
+        allocate_tables(mlp([6, 5, 4]), SMALL[:2], 3.0, times=[86400.0], scale="max",
+                        noise_aware=True, inputs=torch.rand(4, 6), quiet=True)
+
+
 def test_a_random_mlp_allocation_stays_within_budget_and_records_it_in_the_sweep():
     rng = random.Random(2)
     sizes = [rng.randint(3, 40) for _ in range(5)]
@@ -452,6 +475,15 @@ def test_cli_bad_input_is_one_line_and_exit_status_2(args, message, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert message in err and err.count("\n") == 1
+
+
+def test_cli_noise_aware_records_the_times_and_names_the_sweep_option(tmp_path, capsys):
+    path = tmp_path / "aware.json"
+    assert main(["allocate", "--model", "digits", "--budget", "5", "--times", "86400",
+                 "--candidates", ",".join(SMALL[:2]), "--repeats", "1", "--noise-aware",
+                 "--out", str(path), "--quiet"]) == 0
+    assert "--assignment " + str(path) + " --noise-aware 86400" in capsys.readouterr().out
+    assert json.loads(path.read_text())["scale"]["noise_aware"] == [86400.0]
 
 
 def test_cli_takes_candidate_tables_from_files(tmp_path, capsys):
