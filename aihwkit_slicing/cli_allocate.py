@@ -49,9 +49,10 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
     allocate.add_argument("--candidates", default=None,
                           help="comma-separated table names to choose from (see "
                           "'aihwkit-slicing tables' and aihwkit_slicing.allocation.CANDIDATES); "
-                          "default: equal-significance tables of 1, 2, 3, 4, 6 and 8 pairs, 33 "
-                          "levels per device, each level encoded as errs least under the noise "
-                          "model at --times")
+                          "default: 1 pair of 33 levels; binary significance on 2, 3 and 4 "
+                          "pairs (33, 17, 5 levels per device); equal significance on 6 and 8 "
+                          "pairs (33 levels); each level encoded as errs least under the "
+                          "noise model at --times")
     allocate.add_argument("--candidate-file", action="append", default=[], metavar="PATH",
                           help="a candidate table as JSON (see 'aihwkit-slicing tables NAME "
                           "--json'); repeatable")

@@ -16,9 +16,10 @@ Rows (devices per weight):
 
 * aihwkit's ``NPairConductanceConverter`` F=[1,1,1,1], per-column mapping (8);
 * uniform quantized tables, one table for every layer, for 8, 6 and 4 devices: the
-  allocation's own candidates of that size (equal significance, encodings tuned by
-  Monte Carlo), plain equal significance (pairs filled one after the other) and binary
-  significance (what the table optimizer ranks first for MiniLM at that size);
+  allocation's own candidates of that size (binary significance, encodings tuned by
+  Monte Carlo), equal significance tuned the same way, plain equal significance (pairs
+  filled one after the other) and plain binary significance (the table optimizer's
+  pick for MiniLM at that size, default encodings);
 * our allocation (:func:`aihwkit_slicing.allocation.allocate_tables`, default
   candidates of 2 to 16 devices) at a budget of 6 and of 4, evaluated from the JSON it
   writes (as ``aihwkit-slicing sweep --assignment`` reads it).
@@ -52,6 +53,7 @@ from aihwkit_slicing.allocation import (
     allocate_tables,
     default_candidates,
     measurement_for,
+    tuned_table,
 )
 from aihwkit_slicing.assignment import TableAssignment
 from aihwkit_slicing.models.minilm import minilm_available
@@ -70,10 +72,14 @@ PLAIN = {8: ["4x33lvl-fill", "4x5lvl-binary"], 6: ["3x33lvl-fill", "3x17lvl-bina
 Summary = Dict[str, Dict[float, Tuple[float, float]]]  # row -> time -> (mean, std)
 
 
-def uniform_rows(candidates: List[Any]) -> Dict[int, Dict[str, Any]]:
-    """Device count -> {row label: table} of the uniform rows."""
+def uniform_rows(candidates: List[Any], seed: int, samples: int
+                 ) -> Dict[int, Dict[str, Any]]:
+    """Device count -> {row label: table} of the uniform rows: the candidate of that
+    size, equal significance tuned the same way, and the plain tables of :data:`PLAIN`."""
     tuned = {table.n_devices: table for table in candidates}
-    return {devices: {table.name: table for table in [tuned[devices]] +
+    equal = {devices: tuned_table(devices // 2, "pcm", TARGET_TIMES, n_samples=samples,
+                                  seed=seed) for devices in PLAIN}
+    return {devices: {table.name: table for table in [tuned[devices], equal[devices]] +
                       [CANDIDATES[name] for name in names]}
             for devices, names in PLAIN.items()}
 
@@ -97,7 +103,8 @@ def run_task(task: Task, args: argparse.Namespace) -> Dict[str, Any]:
     repeats = 1 if args.quick else (args.digits_repeats if task.name == "digits" else
                                      args.repeats)
     started = time.perf_counter()
-    candidates = default_candidates("pcm", TARGET_TIMES, seed=args.seed)
+    samples = 100 if args.quick else 1000  # Monte Carlo cells per column and time
+    candidates = default_candidates("pcm", TARGET_TIMES, seed=args.seed, n_samples=samples)
     tuned_seconds = time.perf_counter() - started
 
     first = allocate_tables(task.model, candidates, BUDGETS[0], "pcm", TARGET_TIMES,
@@ -110,7 +117,7 @@ def run_task(task: Task, args: argparse.Namespace) -> Dict[str, Any]:
                              for budget in BUDGETS[1:]]
     measured_seconds = first.sensitivities.seconds
 
-    uniform = uniform_rows(candidates)
+    uniform = uniform_rows(candidates, args.seed, samples)
     tables: Dict[str, Any] = {}
     for rows in uniform.values():
         tables.update(rows)

@@ -392,10 +392,30 @@ def test_tuned_tables_take_per_level_the_encoding_that_errs_least():
 def test_default_candidates_span_2_to_16_devices():
     from aihwkit_slicing.allocation import DEFAULT_PAIRS, default_candidates
 
-    tables = default_candidates("pcm", [86400.0])
+    tables = default_candidates("pcm", [86400.0], n_samples=50)
     assert [t.n_devices for t in tables] == [2 * p for p in DEFAULT_PAIRS] == [
         2, 4, 6, 8, 12, 16]
     assert len({t.name for t in tables}) == len(tables)
+    assert [t.f_lst for t in tables[1:4]] == [[1.0, 2.0], [1.0, 2.0, 4.0],
+                                               [1.0, 2.0, 4.0, 8.0]]
+
+
+def test_binary_tuned_tables_take_per_level_the_encoding_that_errs_least():
+    from aihwkit_slicing.encodings import column_errors
+    from aihwkit_slicing.tables import bit_sliced
+
+    times = [86400.0]
+    tuned = tuned_table(3, "pcm", times, levels_per_device=3, n_samples=200, seed=2,
+                        significance="binary")
+    every = bit_sliced(3, 3, significance=[1, 2, 4])
+    mse = column_errors(every, "pcm", times[0], None, 200, 2)["mse"]
+    chosen = list(tuned.selected_columns)
+    assert chosen != list(every.selected_columns)  # the default encodings are not the best
+    for level, columns in enumerate(every.encodings):
+        assert float(mse[chosen[level]]) == min(float(mse[c]) for c in columns)
+    assert tuned.name == "3x3lvl-binary-tuned"
+    with pytest.raises(ValueError, match="significance must be 'equal' or 'binary'"):
+        tuned_table(2, significance="base")
 
 
 # ================================================================ bad input
