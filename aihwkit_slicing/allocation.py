@@ -10,11 +10,12 @@ to floating point as possible at the given inference times::
     from aihwkit_slicing.tasks import minilm_task
 
     task = minilm_task()
+    times = [86400, 31536000]
     allocation = allocate_tables(task.model, None, devices_per_weight=6, noise_model="pcm",
-                                 times=[86400, 31536000], task=task)
+                                 times=times, task=task, noise_aware=True)
     print(allocation.report())
-    allocation.save("assignment.json")   # aihwkit-slicing sweep --assignment assignment.json
-    run_sweep(task, tables=[allocation.to_assignment()])
+    allocation.save("assignment.json")   # sweep --assignment assignment.json --noise-aware
+    run_sweep(task, tables=[allocation.to_assignment()], noise_aware=times)
 
 How it decides:
 
@@ -36,9 +37,10 @@ How it decides:
    Choosing one candidate per layer to minimize that sum subject to
    ``sum(layer weights x devices per weight) <= D x all weights`` is a
    multiple-choice knapsack; :func:`solve_knapsack` solves it exactly by dynamic
-   programming over the cost in units of the greatest common divisor of all costs.
-   Only if that would need more than :data:`MAX_DP_CELLS` table cells are the costs
-   rounded *up* to a coarser unit: the budget still holds and the result is optimal
+   programming over each layer's cost above its cheapest candidate, in units of the
+   greatest common divisor of those costs. Only if that would need more than
+   :data:`MAX_DP_CELLS` table cells are the costs rounded *up* to a coarser unit: the
+   budget still holds, the all-cheapest choice always fits, and the result is optimal
    for the rounded costs (``Allocation.exact`` is then False).
 
 The result (:class:`Allocation`) reports per layer its weights, table, devices and
