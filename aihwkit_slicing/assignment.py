@@ -15,7 +15,7 @@ matches raise an error when the model is converted (name a ``"*"`` fallback).
 
 :meth:`TableAssignment.to_dict` / :meth:`from_dict` give the JSON form the command
 line reads with ``--assignment`` (tables by name or as table dicts, see
-``docs/table-format.md``); :func:`aihwkit_slicing.allocation.allocate_tables` writes it.
+``docs/tables.md``, "The JSON form"); :func:`aihwkit_slicing.allocation.allocate_tables` writes it.
 Under the hood, :meth:`TableAssignment.converter_for` feeds aihwkit's
 ``convert_to_analog(..., specific_rpu_config_fun=...)``.
 """

@@ -526,7 +526,8 @@ class ProgrammingTable:
         return "\n".join(lines)
 
     def to_dict(self) -> Dict[str, Any]:
-        """The table's JSON form (see ``docs/table-format.md``); ``from_dict`` rebuilds it.
+        """The table's JSON form (``docs/tables.md``, "The JSON form"); ``from_dict``
+        rebuilds it.
 
         Keys: ``format`` (``"aihwkit-slicing-table"``), ``version`` (1), ``name``,
         ``f_lst``, ``g_lst`` (microsiemens), ``g_min``, ``g_max`` and ``encoding`` (a

@@ -91,3 +91,17 @@ def test_every_linked_file_exists():
             if target.startswith("http"):
                 continue
             assert (path.parent / target).exists(), f"{path.name} links to missing {target}"
+
+
+def test_every_doc_the_code_mentions_exists():
+    """Code, examples, notebooks and benchmarks name docs/ files users must have."""
+    places = [ROOT / "aihwkit_slicing", ROOT / "examples", ROOT / "notebooks",
+              ROOT / "benchmarks", ROOT / "tests"]
+    missing = set()
+    for place in places:
+        for path in place.rglob("*"):
+            if path.suffix in (".py", ".ipynb", ".md"):
+                for name in re.findall(r"docs/[\w.-]+\.(?:md|png)", path.read_text()):
+                    if not (ROOT / name).exists():
+                        missing.add(f"{path.relative_to(ROOT)} mentions {name}")
+    assert not missing, sorted(missing)
