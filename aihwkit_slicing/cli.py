@@ -24,7 +24,13 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from aihwkit_slicing.cli_parsing import UsageError, parse_times, positive_int
+from aihwkit_slicing.cli_parsing import (
+    UsageError,
+    check_model,
+    load_model,
+    parse_times,
+    positive_int,
+)
 
 EXIT_USAGE = 2
 
@@ -196,10 +202,8 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from aihwkit_slicing.noise_models import NOISE_MODELS
     from aihwkit_slicing.plotting import plot_sweep
     from aihwkit_slicing.sweep import SweepInterrupted, run_sweep
-    from aihwkit_slicing.tasks import TASKS, load_task
 
-    if args.model not in TASKS:
-        raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(TASKS)}")
+    check_model(args.model)
     tables = _sweep_tables(args)
     times = None if args.times is None else parse_times("--times", args.times)
     noise_aware = None if args.noise_aware is None else parse_times("--noise-aware",
@@ -227,10 +231,7 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             client = connect(args.scheduler)
         except (ConnectionError, ValueError) as error:
             raise UsageError(str(error)) from None
-    try:
-        task = load_task(args.model)
-    except ImportError as error:
-        raise UsageError(str(error)) from None
+    task = load_model(args.model)
 
     start = time.perf_counter()
     try:

@@ -21,7 +21,13 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from aihwkit_slicing.cli_parsing import UsageError, parse_times, positive_int
+from aihwkit_slicing.cli_parsing import (
+    UsageError,
+    check_model,
+    load_model,
+    parse_times,
+    positive_int,
+)
 
 
 def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable=protected-access
@@ -119,10 +125,8 @@ def run_allocate_command(args: argparse.Namespace) -> int:
     from aihwkit_slicing.allocation import DEFAULT_PAIRS, allocate_tables, measurement_for
     from aihwkit_slicing.catalog import devices_per_weight, make_converter
     from aihwkit_slicing.noise_models import NOISE_MODELS
-    from aihwkit_slicing.tasks import TASKS, load_task
 
-    if args.model not in TASKS:
-        raise UsageError(f"unknown model {args.model!r}; choose one of {', '.join(TASKS)}")
+    check_model(args.model)
     budget = _budget(args.budget)
     times = parse_times("--times", args.times)
     repeats = positive_int("--repeats", args.repeats, 1)
@@ -140,10 +144,7 @@ def run_allocate_command(args: argparse.Namespace) -> int:
     out = args.out
     if out.is_dir() or not out.parent.is_dir():
         raise UsageError(f"--out must be a file in an existing folder, got {str(out)!r}")
-    try:
-        task = load_task(args.model)
-    except ImportError as error:
-        raise UsageError(str(error)) from None
+    task = load_model(args.model)
 
     start = time.perf_counter()
     try:

@@ -5,7 +5,7 @@ Bad input raises :class:`UsageError`, which the command line prints as one line.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 
 class UsageError(Exception):
@@ -34,3 +34,21 @@ def parse_times(option: str, text: str) -> list:
     except ValueError as error:
         raise UsageError(str(error).replace("times", f"{option}", 1)
                          if option != "--times" else str(error)) from None
+
+
+def check_model(name: str) -> None:
+    """Raise :class:`UsageError` unless ``name`` is a registered task (``--model``)."""
+    from aihwkit_slicing.tasks import TASKS
+
+    if name not in TASKS:
+        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(TASKS)}")
+
+
+def load_model(name: str) -> Any:
+    """The task ``name`` (``--model``); a missing optional extra is a :class:`UsageError`."""
+    from aihwkit_slicing.tasks import load_task
+
+    try:
+        return load_task(name)
+    except ImportError as error:
+        raise UsageError(str(error)) from None
