@@ -8,6 +8,7 @@ must compute the same objective, on random and adversarial inputs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -165,7 +166,11 @@ def test_converting_trained_weights_reads_values_on_the_host_once(name, scale, p
 #: Measures one round trip's peak resident memory beyond what the process held before
 #: (Linux: VmHWM reset through /proc/self/clear_refs), in a fresh interpreter: in a
 #: long-lived test worker the allocator's history (what other tests left behind) moved
-#: the figure by half a weight tensor.
+#: the figure by half a weight tensor. glibc's malloc also keeps freed blocks of its heap
+#: and moves its mmap threshold as blocks are freed, so the same script measured 7.75 to
+#: 11 weights here and 14.8 once in CI; with the threshold fixed (MALLOC_MMAP_THRESHOLD_),
+#: every weight-sized buffer is mapped on allocation and unmapped when freed, and the
+#: figure is the peak of live buffers: 9.07 of 10 for 4x4 mse per channel, every run.
 PEAK_SCRIPT = """
 import gc, sys
 import torch
@@ -206,8 +211,11 @@ def test_round_trip_peak_memory_stays_within_2p_plus_2_weights(name, scale, per_
     import subprocess
     import sys
 
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=str(128 * 1024))
     done = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, name, scale, str(per_channel)],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     peak, budget = map(int, done.stdout.split())
-    assert peak <= budget, f"{peak / budget * (budget // (2048 * 2048 * 4)):.2f} weights"
+    weight_bytes = 2048 * 2048 * 4
+    assert peak >= weight_bytes, f"{peak} bytes: less than the result itself; nothing measured"
+    assert peak <= budget, f"{peak / weight_bytes:.2f} weights of {budget // weight_bytes}"
