@@ -101,7 +101,6 @@ class NaiveQuantizingConverter(QuantizedSlicedConductanceConverter):
     """Quantizes whatever it is given (no memory of the weights it produced)."""
 
     def convert_to_conductances(self, weights):
-        self.forget()
         return super().convert_to_conductances(weights.detach().clone())
 
 
