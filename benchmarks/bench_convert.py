@@ -12,7 +12,10 @@ of docs/design.md and a 4-pair table of 4-level devices), times in the same proc
 
 It prints the best of ``--repeats`` wall times and ratios against ours, and the peak
 extra memory of our round trip in units of the weight tensor's size (CPU: peak
-resident set via /proc; CUDA: the allocator's peak).
+resident set via /proc, measured after all timings with glibc's mmap threshold fixed at
+128 KiB, so that every weight-sized buffer is mapped when allocated and unmapped when
+freed and the figure is the peak of live buffers, not what malloc kept; CUDA: the
+allocator's peak).
 
 Run: ``python benchmarks/bench_convert.py [--size 4096] [--device cpu|cuda]``.
 """
@@ -20,6 +23,8 @@ Run: ``python benchmarks/bench_convert.py [--size 4096] [--device cpu|cuda]``.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import os
 import statistics
@@ -65,8 +70,24 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
+#: glibc's ``mallopt`` parameter for the mmap threshold, and the value the memory
+#: figures use (glibc's initial one, which its dynamic rule would otherwise raise).
+M_MMAP_THRESHOLD, FIXED_MMAP_THRESHOLD = -3, 128 * 1024
+
+
+def fix_mmap_threshold() -> bool:
+    """Pin glibc's mmap threshold (False where there is no glibc: figures then include
+    what malloc keeps of freed blocks, up to a few weights more)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, FIXED_MMAP_THRESHOLD))
+    except (OSError, AttributeError):
+        return False
+
+
 def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int:
-    """Peak memory allocated while ``fn`` runs, beyond what was allocated before."""
+    """Peak memory allocated while ``fn`` runs, beyond what was allocated before
+    (on the CPU, call :func:`fix_mmap_threshold` first)."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -112,11 +133,18 @@ def convert_only(converter) -> Callable[[torch.Tensor], object]:
     return lambda weights: converter.convert_to_conductances(weights)
 
 
+def our_converters(table: ProgrammingTable) -> Tuple[QuantizedSlicedConductanceConverter,
+                                                     QuantizedSlicedConductanceConverter]:
+    """Ours with aihwkit's ``max`` scaling, and with ``mse`` per output channel."""
+    return (QuantizedSlicedConductanceConverter.from_table(table),
+            QuantizedSlicedConductanceConverter.from_table(table, scale="mse",
+                                                           per_channel=True))
+
+
 def bench_table(table: ProgrammingTable, weights: torch.Tensor, repeats: int) -> List[Dict]:
+    """Times of every candidate on ``table``, printed with their ratios."""
     device = weights.device
-    ours = QuantizedSlicedConductanceConverter.from_table(table)
-    ours_mse = QuantizedSlicedConductanceConverter.from_table(table, scale="mse",
-                                                              per_channel=True)
+    ours, ours_mse = our_converters(table)
     custom = CustomPairConductanceConverter(
         f_lst=table.f_lst, g_lst=table.level_conductances.tolist(),
         g_min=table.g_min, g_max=table.g_max,
@@ -141,9 +169,6 @@ def bench_table(table: ProgrammingTable, weights: torch.Tensor, repeats: int) ->
     for name, (fn, inputs) in candidates.items():
         best, median = best_time(lambda: fn(inputs), inputs.device, repeats)
         rows.append({"name": name, "best_s": best, "median_s": median})
-    size = weights.numel() * weights.element_size()
-    peaks = {label: peak_extra_bytes(lambda c=c: round_trip(c)(weights), device)
-             for label, c in (("max", ours), ("mse per channel", ours_mse))}
     ours_best = rows[0]["best_s"]
     print(f"\ntable {table.name}: {table.n_devices} devices, {table.n_levels} levels, "
           f"weights {tuple(weights.shape)} {weights.dtype} on {device}")
@@ -156,15 +181,23 @@ def bench_table(table: ProgrammingTable, weights: torch.Tensor, repeats: int) ->
     print(f"  ours vs memory-copy bound: {copy_ratio:.2f}x the copy time")
     print(f"  CustomPair vs ours: {custom_ratio:.1f}x slower than ours"
           + (" (CustomPair on the CPU)" if device.type != "cpu" else ""))
-    budget = table.n_devices + 2
-    for label, peak in peaks.items():
-        if peak >= 0:
-            print(f"  peak extra memory of our round trip ({label}): {peak / size:.2f} x the "
-                  f"weight tensor (budget 2P + 2 = {budget})")
     for row in rows:
-        row.update(table=table.name, copy_ratio=copy_ratio,
-                   peak_extra_in_weights=peaks["max"] / size)
+        row.update(table=table.name, copy_ratio=copy_ratio)
     return rows
+
+
+def bench_memory(table: ProgrammingTable, weights: torch.Tensor) -> Dict[str, float]:
+    """Peak extra memory of our round trip on ``table``, in weight tensors, printed."""
+    size = weights.numel() * weights.element_size()
+    peaks = {}
+    for label, converter in zip(("max", "mse per channel"), our_converters(table)):
+        round_trip(converter)(weights)  # lookup tables
+        peak = peak_extra_bytes(lambda c=converter: round_trip(c)(weights), weights.device)
+        if peak >= 0:
+            peaks[label] = peak / size
+            print(f"  {table.name}, {label}: {peak / size:.2f} x the weight tensor "
+                  f"(budget 2P + 2 = {table.n_devices + 2})")
+    return peaks
 
 
 def main(argv: List[str] | None = None) -> int:
@@ -180,8 +213,15 @@ def main(argv: List[str] | None = None) -> int:
     weights = torch.randn(args.size, args.size, dtype=getattr(torch, args.dtype), device=device)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
-    for table in (seed_table(), bit_sliced(4, 4)):
+    tables = (seed_table(), bit_sliced(4, 4))
+    for table in tables:
         bench_table(table, weights, args.repeats)
+    # after every timing: pinning the threshold makes each allocation a fresh mapping
+    fixed = device.type != "cpu" or fix_mmap_threshold()
+    print("\npeak extra memory of our round trip"
+          + ("" if fixed else " (no glibc: includes what malloc kept of freed blocks)"))
+    for table in tables:
+        bench_memory(table, weights)
     return 0
 
 
