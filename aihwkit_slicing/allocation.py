@@ -14,8 +14,8 @@ to floating point as possible at the given inference times::
     allocation = allocate_tables(task.model, None, devices_per_weight=6, noise_model="pcm",
                                  times=times, task=task, noise_aware=True)
     print(allocation.report())
-    allocation.save("assignment.json")   # sweep --assignment assignment.json --noise-aware
-    run_sweep(task, tables=[allocation.to_assignment()], noise_aware=times)
+    allocation.save("assignment.json")   # sweep --assignment assignment.json
+    run_sweep(task, tables=[allocation.to_assignment()])  # with the allocation's scaling
 
 How it decides:
 
@@ -80,7 +80,6 @@ from aihwkit_slicing.encodings import level_noise as simulate_level_noise
 from aihwkit_slicing.noise_models import build_noise_model, check_times
 from aihwkit_slicing.rpu_configs import make_rpu_config
 from aihwkit_slicing.scaling import validate_rule
-from aihwkit_slicing.sweep import validate_times
 from aihwkit_slicing.sweep_plan import DEFAULT_PER_CHANNEL, DEFAULT_SCALE, stable_seed
 from aihwkit_slicing.tables import (
     ProgrammingTable,
@@ -89,7 +88,7 @@ from aihwkit_slicing.tables import (
     single_pair,
 )
 from aihwkit_slicing.tasks import Task
-from aihwkit_slicing.validation import is_integer, is_real_number
+from aihwkit_slicing.validation import is_integer, is_real_number, validate_times
 
 #: Largest dynamic-programming table (layers x cost units) solved exactly.
 MAX_DP_CELLS = 2**24
@@ -909,8 +908,7 @@ def allocate_tables(
         noise_aware: choose the ``mse`` clip of quantized tables for the error after
             programming and drift at ``times`` (each candidate's level noise simulated
             under ``noise_model``), as ``run_sweep(noise_aware=times)`` does; recorded
-            in the result's scaling rule. Evaluate such an allocation with noise-aware
-            clipping too (``aihwkit-slicing sweep --noise-aware``).
+            in the result's scaling rule, which a sweep of the assignment applies.
 
     Returns:
         An :class:`Allocation`.

@@ -41,13 +41,40 @@ from aihwkit_slicing.catalog import (
     table_of,
 )
 from aihwkit_slicing.encodings import level_noise as simulate_level_noise
+from aihwkit_slicing.scaling import validate_rule
 from aihwkit_slicing.tables import ProgrammingTable
+from aihwkit_slicing.validation import validate_times
 
 #: ``format`` field of the JSON form.
 FORMAT = "aihwkit-slicing-assignment"
 FORMAT_VERSION = 1
 
 _WILDCARDS = set("*?[")
+#: Keys of the scaling rule an assignment records.
+RULE_KEYS = ("scale", "per_channel", "noise_aware")
+
+
+def check_scaling_rule(rule: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """An assignment's recorded scaling rule, checked (``ValueError`` naming the key)."""
+    if rule is None:
+        return {}
+    if not isinstance(rule, Mapping):
+        raise ValueError(f"an assignment's scaling rule must be a dict with keys "
+                         f"{RULE_KEYS}, got {rule!r}")
+    checked = dict(rule)
+    for key in checked:
+        if key not in RULE_KEYS:
+            raise ValueError(f"unknown key {key!r} in the assignment's scaling rule "
+                             f"(keys: {', '.join(RULE_KEYS)})")
+    if "scale" in checked:
+        validate_rule(checked["scale"], 99.9)
+    if "per_channel" in checked and not isinstance(checked["per_channel"], bool):
+        raise ValueError(f"per_channel must be True or False, got {checked['per_channel']!r}")
+    if checked.get("noise_aware") is not None:
+        checked["noise_aware"] = validate_times(checked["noise_aware"])
+        if checked.get("scale", DEFAULT_SCALE) != "mse":
+            raise ValueError(f"noise_aware needs scale='mse', got scale={checked['scale']!r}")
+    return checked
 
 
 def pattern_matches(pattern: str, layer_name: str) -> bool:
@@ -65,12 +92,15 @@ class TableAssignment:
             sequence of ``(pattern, spec)`` pairs.
         name: shown in reports (default: ``"pattern=table,..."``).
         scale: scaling rule recorded with the assignment (``{"scale", "per_channel",
-            "noise_aware"}``), used by :meth:`rpu_config_fun`; a sweep applies its own
-            (``scale``, ``per_channel``, ``noise_aware``) unless a spec is a converter
-            with its own settings.
+            "noise_aware"}``, any of them; :func:`~aihwkit_slicing.allocation.allocate_tables`
+            records the rule it measured with). Where one is recorded, both
+            :meth:`rpu_config_fun` and a sweep apply it to every quantized table of the
+            assignment (keys left out take the converter's defaults, ``"mse"`` per
+            output channel, no level noise); where none is, a sweep applies its own.
 
     Raises:
-        ValueError: for an empty assignment or a pattern that is not a non-empty string.
+        ValueError: for an empty assignment, a pattern that is not a non-empty string or
+            a bad scaling rule (naming the key).
     """
 
     def __init__(self, rules: Any, name: Optional[str] = None, scale: Optional[Dict] = None):
@@ -84,7 +114,7 @@ class TableAssignment:
                 raise TypeError(f"the table for {pattern!r} must be a name, a "
                                 f"ProgrammingTable or a converter, got {type(spec).__name__}")
         self.rules: List[Tuple[str, TableSpec]] = pairs
-        self.scale = dict(scale or {})
+        self.scale = check_scaling_rule(scale)
         self.name = name or ",".join(f"{p}={spec_name(s)}" for p, s in pairs)
 
     def __iter__(self) -> Iterator[Tuple[str, TableSpec]]:
@@ -101,6 +131,13 @@ class TableAssignment:
                 return spec
         raise ValueError(f"no table is assigned to layer {layer_name!r}; add a rule for it "
                          f"or a '*' fallback (rules: {[p for p, _ in self.rules]})")
+
+    def scaling_rule(self) -> Tuple[str, bool, Optional[List[float]]]:
+        """``(scale, per_channel, noise_aware times in seconds or None)`` of the recorded
+        rule, the converter's defaults for keys it leaves out."""
+        return (self.scale.get("scale", DEFAULT_SCALE),
+                self.scale.get("per_channel", DEFAULT_PER_CHANNEL),
+                self.scale.get("noise_aware"))
 
     def converters(self, make: Callable[[TableSpec], BaseConductanceConverter] = make_converter
                    ) -> Dict[str, BaseConductanceConverter]:
@@ -140,9 +177,7 @@ class TableAssignment:
         """
         from aihwkit_slicing.rpu_configs import make_rpu_config
 
-        scale = self.scale.get("scale", DEFAULT_SCALE)
-        per_channel = self.scale.get("per_channel", DEFAULT_PER_CHANNEL)
-        noise_aware = self.scale.get("noise_aware")
+        scale, per_channel, noise_aware = self.scaling_rule()
 
         def converter(spec: TableSpec) -> BaseConductanceConverter:
             table = table_of(spec)

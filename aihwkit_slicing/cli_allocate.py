@@ -71,8 +71,8 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
                           help="switch global drift compensation off")
     allocate.add_argument("--noise-aware", action="store_true",
                           help="choose each quantized table's clip for the error after "
-                          "programming and drift at --times (evaluate with 'sweep "
-                          "--noise-aware TIMES' too)")
+                          "programming and drift at --times (recorded in the JSON: "
+                          "'sweep --assignment' applies it)")
     allocate.add_argument("--out", type=Path, default=Path("assignment.json"),
                           help="the JSON file to write (default: assignment.json)")
     allocate.add_argument("--threads", default=None,
@@ -160,7 +160,10 @@ def run_allocate_command(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
     print(allocation.report())
-    aware = (" --noise-aware " + ",".join(f"{t:g}" for t in times)) if args.noise_aware else ""
+    scale, per_channel, noise_aware = allocation.to_assignment().scaling_rule()
+    rule = f"{scale}{' per channel' if per_channel else ''}" + (
+        f", noise-aware at {','.join(f'{t:g}' for t in noise_aware)} s" if noise_aware else "")
     print(f"\nwrote {out} ({time.perf_counter() - start:.0f} s); evaluate it with "
-          f"'aihwkit-slicing sweep --model {args.model} --assignment {out}{aware}'")
+          f"'aihwkit-slicing sweep --model {args.model} --assignment {out}' (its tables "
+          f"keep the allocation's scaling: {rule})")
     return 0

@@ -64,6 +64,8 @@ from aihwkit_slicing.sweep_plan import (
     run_unit,
 )
 from aihwkit_slicing.tasks import Task, load_task
+from aihwkit_slicing.validation import validate_times
+
 
 def available_cores() -> int:
     """CPU cores this process may run on."""
@@ -97,21 +99,6 @@ def _display_name(spec: Any) -> str:
         return spec
     name = getattr(spec, "name", None) or getattr(getattr(spec, "table", None), "name", None)
     return name or type(spec).__name__
-
-
-def validate_times(times: Sequence[float]) -> List[float]:
-    """Times as floats (seconds >= 0, at least one, no repeats) or a ``ValueError``."""
-    checked = []
-    for t in list(times):
-        if (isinstance(t, bool) or not isinstance(t, numbers.Real) or not math.isfinite(t)
-                or t < 0):
-            raise ValueError(f"times must be finite numbers of seconds >= 0, got {t!r}")
-        if float(t) in checked:
-            raise ValueError(f"times name {float(t):g} s twice")
-        checked.append(float(t))
-    if not checked:
-        raise ValueError("times must name at least one inference time")
-    return checked
 
 
 def iter_times(text: str) -> Iterable[float]:

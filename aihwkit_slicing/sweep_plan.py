@@ -101,19 +101,30 @@ class SweepPlan:
         return [(s, r) for s in self.settings() for r in range(self.repeats)]
 
     # ------------------------------------------------------------- conversion
-    def converter(self, spec: TableSpec, noise_name: str) -> BaseConductanceConverter:
-        """A fresh converter for one table spec under one noise model."""
+    def scaling_rule(self, spec: SweepTable) -> Tuple[str, bool, Optional[List[float]]]:
+        """``(scale, per_channel, noise_aware times)`` for the quantized tables of
+        ``spec``: the rule an assignment records, else the sweep's own."""
+        if isinstance(spec, TableAssignment) and spec.scale:
+            return spec.scaling_rule()
+        return self.scale, self.per_channel, self.noise_aware
+
+    def converter(self, spec: TableSpec, noise_name: str,
+                  rule: Optional[Tuple[str, bool, Optional[List[float]]]] = None
+                  ) -> BaseConductanceConverter:
+        """A fresh converter for one table spec under one noise model, scaled by
+        ``rule`` (default: the sweep's, see :meth:`scaling_rule`)."""
+        scale, per_channel, noise_aware = rule or self.scaling_rule(spec)
         table = table_of(spec)
         level_noise = None
-        if self.noise_aware and table is not None and not isinstance(
-                spec, BaseConductanceConverter):
-            key = (table.content_hash(), noise_name)
+        if noise_aware and table is not None and not isinstance(spec, BaseConductanceConverter):
+            table_hash = table.content_hash()
+            key = (table_hash, noise_name, tuple(noise_aware))
             if key not in self._level_noise:  # Monte Carlo, seeded: the same every time
                 self._level_noise[key] = simulate_level_noise(
-                    table, self.noise_models[noise_name], self.noise_aware,
-                    seed=stable_seed(self.seed, "level noise", *key))
+                    table, self.noise_models[noise_name], noise_aware,
+                    seed=stable_seed(self.seed, "level noise", table_hash, noise_name))
             level_noise = self._level_noise[key]
-        return make_converter(spec, scale=self.scale, per_channel=self.per_channel,
+        return make_converter(spec, scale=scale, per_channel=per_channel,
                               percentile=self.percentile, level_noise=level_noise)
 
     def rpu_config_for(self, converter: BaseConductanceConverter, setting: Setting
@@ -126,9 +137,10 @@ class SweepPlan:
         """``model`` converted for ``setting``, in eval mode, on :attr:`device`."""
         spec = self.tables[setting.table]
         if isinstance(spec, TableAssignment):
-            configs = {name: self.rpu_config_for(self.converter(s, setting.noise_model),
-                                                 setting)
-                       for name, s in spec.distinct_specs()}
+            rule = self.scaling_rule(spec)
+            configs = {name: self.rpu_config_for(
+                self.converter(s, setting.noise_model, rule), setting)
+                for name, s in spec.distinct_specs()}
             for config in configs.values():
                 check_times(self.times, config.noise_model, setting.noise_model)
 
@@ -170,13 +182,13 @@ class SweepPlan:
             n_devices = float(devices_per_weight(converter))
             n_levels = levels_per_weight(converter)
             table_hash = _converter_hash(converter)
-        if ours:
-            own = spec if isinstance(spec, BaseConductanceConverter) else None
-            scale = own.scale if own is not None else self.scale
-            per_channel = own.per_channel if own is not None else self.per_channel
-            percentile = own.percentile if own is not None else self.percentile
-            level = ",".join(f"{t:g}" for t in self.noise_aware) if (
-                self.noise_aware and own is None) else ""
+        if ours and isinstance(spec, BaseConductanceConverter):  # its own settings
+            scale, per_channel, percentile, level = (spec.scale, spec.per_channel,
+                                                     spec.percentile, "")
+        elif ours:
+            scale, per_channel, noise_aware = self.scaling_rule(spec)
+            percentile = self.percentile
+            level = ",".join(f"{t:g}" for t in noise_aware or ())
         else:
             scale, per_channel, percentile, level = "", False, math.nan, ""
         probe = make_converter("aihwkit-1pair")

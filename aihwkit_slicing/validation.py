@@ -1,4 +1,4 @@
-"""Argument checks shared by the tables, the builders and the sliced layers.
+"""Argument checks shared by the tables, the builders, the sliced layers and the sweeps.
 
 Each raises ``ValueError`` with a message that names the argument and the bad value.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 
 def is_real_number(value: Any) -> bool:
@@ -57,3 +57,17 @@ def check_fraction(name: str, value: Any) -> float:
     if not is_real_number(value) or not 0 < value <= 1:
         raise ValueError(f"{name} must lie in (0, 1], got {value!r}")
     return float(value)
+
+
+def validate_times(times: Sequence[float]) -> List[float]:
+    """Inference times as floats (seconds >= 0, at least one, no repeats) or a ``ValueError``."""
+    checked = []
+    for t in list(times):
+        if not is_real_number(t) or not math.isfinite(t) or t < 0:
+            raise ValueError(f"times must be finite numbers of seconds >= 0, got {t!r}")
+        if float(t) in checked:
+            raise ValueError(f"times name {float(t):g} s twice")
+        checked.append(float(t))
+    if not checked:
+        raise ValueError("times must name at least one inference time")
+    return checked

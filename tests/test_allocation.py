@@ -497,13 +497,20 @@ def test_cli_bad_input_is_one_line_and_exit_status_2(args, message, capsys):
     assert message in err and err.count("\n") == 1
 
 
-def test_cli_noise_aware_records_the_times_and_names_the_sweep_option(tmp_path, capsys):
+def test_cli_noise_aware_records_the_times_and_the_sweep_applies_them(tmp_path, capsys):
     path = tmp_path / "aware.json"
     assert main(["allocate", "--model", "digits", "--budget", "5", "--times", "86400",
                  "--candidates", ",".join(SMALL[:2]), "--repeats", "1", "--noise-aware",
                  "--out", str(path), "--quiet"]) == 0
-    assert "--assignment " + str(path) + " --noise-aware 86400" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"--assignment {path}' (its tables keep the allocation's scaling: mse per " \
+           "channel, noise-aware at 86400 s)" in printed
     assert json.loads(path.read_text())["scale"]["noise_aware"] == [86400.0]
+    out_dir = tmp_path / "sweep"
+    assert main(["sweep", "--model", "digits", "--assignment", str(path), "--times", "86400",
+                 "--repeats", "1", "--out", str(out_dir), "--quiet"]) == 0
+    (record,) = [r for r in read_records(out_dir / "results.csv") if r["metric"] == "accuracy"]
+    assert record["level_noise"] == "86400" and record["scale"] == "mse"
 
 
 def test_cli_takes_candidate_tables_from_files(tmp_path, capsys):

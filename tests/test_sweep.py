@@ -270,6 +270,52 @@ def test_per_layer_tables_on_the_digits_cnn(task):
     assert {t for n, t in tables.items() if "classifier" in n} == {"4x4lvl-base"}
 
 
+def test_an_assignment_is_evaluated_with_the_scaling_rule_it_records(task):
+    """An allocation records the rule it was measured with; a sweep evaluates it with that
+    rule, whatever it applies to its plain tables, and the record says which."""
+    from aihwkit_slicing.assignment import TableAssignment
+
+    rules = {"features": "seed", "*": "4x4lvl-base"}
+    recorded = TableAssignment(rules, scale={"scale": "max", "per_channel": False})
+    plain = TableAssignment(rules)
+    kwargs = dict(times=[1.0], repeats=1, progress=False)
+    ours = run_sweep(task, tables={"a": recorded, "seed": "seed"}, **kwargs).of_metric()
+    as_max = run_sweep(task, tables={"a": plain}, scale="max", per_channel=False,
+                       **kwargs).of_metric()
+    assert (ours[0]["scale"], ours[0]["per_channel"]) == ("max", False)
+    assert (ours[1]["scale"], ours[1]["per_channel"]) == ("mse", True)  # the sweep's own
+    assert ours[0]["value"] == as_max[0]["value"]
+
+
+def test_an_assignment_recorded_noise_aware_gets_level_noise_in_a_plain_sweep(task):
+    from aihwkit_slicing.assignment import TableAssignment
+    from aihwkit_slicing.sweep_plan import Setting, SweepPlan
+
+    recorded = TableAssignment({"*": "4x4lvl-base"}, scale={
+        "scale": "mse", "per_channel": True, "noise_aware": [86400.0]})
+    plan = SweepPlan(task="digits", metric="accuracy", tables={"a": recorded},
+                     noise_models={"pcm": "pcm"}, compensations=[True], times=[86400.0],
+                     repeats=1, seed=0)
+    assert plan.describe(Setting("a", "pcm", True), task.model)["level_noise"] == "86400"
+    analog = plan.analog_model(task.model, Setting("a", "pcm", True))
+    for tile in analog.analog_tiles():
+        assert tile.rpu_config.noise_model.g_converter.level_noise is not None
+
+
+@pytest.mark.parametrize("scale, message", [
+    ({"scale": "nope"}, "scale must be one of"),
+    ({"scale": "max", "noise_aware": [86400.0]}, "noise_aware needs scale='mse'"),
+    ({"scale": "mse", "noise_aware": ["soon"]}, "times must be finite numbers of seconds"),
+    ({"scale": "mse", "per_channel": "yes"}, "per_channel must be True or False"),
+    ({"scale": "mse", "clip": 3}, "unknown key 'clip'"),
+])
+def test_a_bad_recorded_rule_is_named(scale, message):
+    from aihwkit_slicing.assignment import TableAssignment
+
+    with pytest.raises(ValueError, match=message):
+        TableAssignment({"*": "seed"}, scale=scale)
+
+
 def test_a_layer_no_rule_matches_is_named(task):
     with pytest.raises(ValueError, match="no table is assigned to layer 'classifier.1'"):
         run_sweep(task, tables=[{"features": "seed"}], times=[1.0], repeats=1, progress=False)
