@@ -98,6 +98,19 @@ def _run_unit_on_worker(plan: Any, setting: Any, repeat: int, threads: int
     return run_unit(_task(plan.task), plan, setting, repeat)
 
 
+def start_local_cluster(workers: int) -> Any:
+    """A local Dask cluster of ``workers`` processes, one thread each, no dashboard.
+
+    The scheduler's HTTP server listens on a free port rather than 8787, so that two
+    sweeps on one machine do not contend for it (the second warned and moved).
+    """
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                        dashboard_address=None,
+                        scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
+
+
 def run_units(plan: Any, units: Sequence[Tuple[Any, int]],
               finished: Callable[[List[Dict[str, Any]]], None], client: Any = None,
               workers: Optional[int] = None, threads: int = 1) -> None:
@@ -115,7 +128,7 @@ def run_units(plan: Any, units: Sequence[Tuple[Any, int]],
     Raises:
         ValueError: if the task is not registered by name (workers could not load it).
     """
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
 
     from aihwkit_slicing.tasks import TASKS
 
@@ -124,8 +137,7 @@ def run_units(plan: Any, units: Sequence[Tuple[Any, int]],
                          "name (aihwkit_slicing.tasks.register_task)")
     cluster = None
     if client is None:
-        cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
+        cluster = start_local_cluster(workers or 1)
         client = Client(cluster)
     futures = []
     try:

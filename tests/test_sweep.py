@@ -376,6 +376,19 @@ def test_each_noise_model_gets_default_times_it_supports(task):
     assert result.times == [1.0, 86400.0, 172800.0]
 
 
+def test_two_local_clusters_at_once_start_without_a_port_warning():
+    """Two sweeps with --workers on one machine (two test workers, two notebooks) each
+    start a cluster; the second warned 'Port 8787 is already in use'."""
+    import warnings
+
+    from aihwkit_slicing.distributed import start_local_cluster
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with start_local_cluster(1) as first, start_local_cluster(1) as second:
+            assert first.scheduler_address != second.scheduler_address
+
+
 def test_dask_workers_get_glibcs_malloc_thresholds_back():
     """Dask's MALLOC_TRIM_THRESHOLD_ pins the mmap threshold at 128 KiB (a MiniLM unit ran
     3x slower on a worker); a worker sets both thresholds to glibc's dynamic maximum."""
