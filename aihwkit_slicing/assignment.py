@@ -26,7 +26,7 @@ import copy
 import fnmatch
 import hashlib
 import json
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 from aihwkit.inference.converter.base import BaseConductanceConverter
@@ -51,29 +51,61 @@ FORMAT_VERSION = 1
 
 _WILDCARDS = set("*?[")
 #: Keys of the scaling rule an assignment records.
-RULE_KEYS = ("scale", "per_channel", "noise_aware")
+RULE_KEYS = ("scale", "per_channel", "percentile", "noise_aware")
+#: The percentile of ``scale="percentile"`` where a rule leaves it out (as everywhere).
+DEFAULT_PERCENTILE = 99.9
+
+
+class ScalingRule(NamedTuple):
+    """How quantized tables are scaled: the ``scale`` rule, per output channel or per
+    tensor, the percentile of ``"percentile"``, and the inference times in seconds the
+    ``mse`` clip is noise-aware for (None: not noise-aware)."""
+
+    scale: str = DEFAULT_SCALE
+    per_channel: bool = DEFAULT_PER_CHANNEL
+    percentile: float = DEFAULT_PERCENTILE
+    noise_aware: Optional[Tuple[float, ...]] = None
+
+    def describe(self) -> str:
+        """One phrase: ``"mse per channel, noise-aware at 86400,31536000 s"``."""
+        text = self.scale + (f" {self.percentile:g}" if self.scale == "percentile" else "")
+        text += " per channel" if self.per_channel else " per tensor"
+        if self.noise_aware:
+            text += f", noise-aware at {','.join(f'{t:g}' for t in self.noise_aware)} s"
+        return text
 
 
 def check_scaling_rule(rule: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """An assignment's recorded scaling rule, checked (``ValueError`` naming the key)."""
+    """An assignment's recorded scaling rule, checked (``ValueError`` naming the key).
+
+    Keys set to None, and an empty ``noise_aware`` list, are left out (not recorded)."""
     if rule is None:
         return {}
     if not isinstance(rule, Mapping):
         raise ValueError(f"an assignment's scaling rule must be a dict with keys "
-                         f"{RULE_KEYS}, got {rule!r}")
-    checked = dict(rule)
+                         f"{', '.join(RULE_KEYS)}, got {rule!r}")
+    checked = {key: value for key, value in rule.items() if value is not None}
     for key in checked:
         if key not in RULE_KEYS:
             raise ValueError(f"unknown key {key!r} in the assignment's scaling rule "
                              f"(keys: {', '.join(RULE_KEYS)})")
-    if "scale" in checked:
-        validate_rule(checked["scale"], 99.9)
+    if "scale" in checked or "percentile" in checked:
+        validate_rule(checked.get("scale", DEFAULT_SCALE),
+                      checked.get("percentile", DEFAULT_PERCENTILE))
     if "per_channel" in checked and not isinstance(checked["per_channel"], bool):
         raise ValueError(f"per_channel must be True or False, got {checked['per_channel']!r}")
-    if checked.get("noise_aware") is not None:
-        checked["noise_aware"] = validate_times(checked["noise_aware"])
-        if checked.get("scale", DEFAULT_SCALE) != "mse":
-            raise ValueError(f"noise_aware needs scale='mse', got scale={checked['scale']!r}")
+    if "noise_aware" in checked:
+        times = checked.pop("noise_aware")
+        if not isinstance(times, (list, tuple)):
+            raise ValueError(f"noise_aware must be a list of seconds, got {times!r}")
+        if times:
+            try:
+                checked["noise_aware"] = validate_times(times)
+            except ValueError as error:
+                raise ValueError(f"noise_aware: {error}") from None
+            if checked.get("scale", DEFAULT_SCALE) != "mse":
+                raise ValueError(f"noise_aware needs scale='mse', got "
+                                 f"scale={checked['scale']!r}")
     return checked
 
 
@@ -92,11 +124,13 @@ class TableAssignment:
             sequence of ``(pattern, spec)`` pairs.
         name: shown in reports (default: ``"pattern=table,..."``).
         scale: scaling rule recorded with the assignment (``{"scale", "per_channel",
-            "noise_aware"}``, any of them; :func:`~aihwkit_slicing.allocation.allocate_tables`
-            records the rule it measured with). Where one is recorded, both
-            :meth:`rpu_config_fun` and a sweep apply it to every quantized table of the
-            assignment (keys left out take the converter's defaults, ``"mse"`` per
-            output channel, no level noise); where none is, a sweep applies its own.
+            "percentile", "noise_aware"}``, any of them, see :class:`ScalingRule`;
+            :func:`~aihwkit_slicing.allocation.allocate_tables` records the rule it
+            measured with). Where one is recorded, both :meth:`rpu_config_fun` and a
+            sweep apply it to the assignment's tables (keys left out take the package's
+            defaults: ``"mse"`` per output channel, percentile 99.9, not noise-aware);
+            where none is, a sweep applies its own. Converters given as specs keep
+            their own settings either way.
 
     Raises:
         ValueError: for an empty assignment, a pattern that is not a non-empty string or
@@ -132,12 +166,12 @@ class TableAssignment:
         raise ValueError(f"no table is assigned to layer {layer_name!r}; add a rule for it "
                          f"or a '*' fallback (rules: {[p for p, _ in self.rules]})")
 
-    def scaling_rule(self) -> Tuple[str, bool, Optional[List[float]]]:
-        """``(scale, per_channel, noise_aware times in seconds or None)`` of the recorded
-        rule, the converter's defaults for keys it leaves out."""
-        return (self.scale.get("scale", DEFAULT_SCALE),
-                self.scale.get("per_channel", DEFAULT_PER_CHANNEL),
-                self.scale.get("noise_aware"))
+    def scaling_rule(self) -> ScalingRule:
+        """The recorded rule, the package's defaults for keys it leaves out."""
+        recorded = dict(self.scale)
+        if recorded.get("noise_aware"):
+            recorded["noise_aware"] = tuple(recorded["noise_aware"])
+        return ScalingRule(**recorded)
 
     def converters(self, make: Callable[[TableSpec], BaseConductanceConverter] = make_converter
                    ) -> Dict[str, BaseConductanceConverter]:
@@ -177,17 +211,17 @@ class TableAssignment:
         """
         from aihwkit_slicing.rpu_configs import make_rpu_config
 
-        scale, per_channel, noise_aware = self.scaling_rule()
+        rule = self.scaling_rule()
 
         def converter(spec: TableSpec) -> BaseConductanceConverter:
             table = table_of(spec)
             noise = None
-            if noise_aware and table is not None:
+            if rule.noise_aware and table is not None:
                 with torch.random.fork_rng(devices=[]):
-                    noise = simulate_level_noise(table, noise_model, noise_aware,
+                    noise = simulate_level_noise(table, noise_model, rule.noise_aware,
                                                  compensation=compensation)
-            return make_converter(spec, scale=scale, per_channel=per_channel,
-                                  level_noise=noise)
+            return make_converter(spec, scale=rule.scale, per_channel=rule.per_channel,
+                                  percentile=rule.percentile, level_noise=noise)
 
         converters = self.converters(converter)
 

@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--mapping", default="column", choices=MAPPINGS,
                       help="aihwkit weight mapping: per output column (default: every "
                       "column's largest weight on the full range) or per tensor")
-    scaling = sweep.add_argument_group("how quantized tables map weights onto levels")
+    scaling = sweep.add_argument_group(
+        "how quantized tables map weights onto levels",
+        "an --assignment that records its own rule (as 'allocate' writes) keeps it")
     scaling.add_argument("--scale", default="mse", choices=SCALE_RULES,
                          help="clip rule (default mse; aihwkit's convention is max)")
     channel = scaling.add_mutually_exclusive_group()

@@ -160,9 +160,7 @@ def run_allocate_command(args: argparse.Namespace) -> int:
     except OSError as error:
         raise UsageError(f"cannot write {str(out)!r}: {error.strerror or error}") from None
     print(allocation.report())
-    scale, per_channel, noise_aware = allocation.to_assignment().scaling_rule()
-    rule = f"{scale}{' per channel' if per_channel else ''}" + (
-        f", noise-aware at {','.join(f'{t:g}' for t in noise_aware)} s" if noise_aware else "")
+    rule = allocation.to_assignment().scaling_rule().describe()
     print(f"\nwrote {out} ({time.perf_counter() - start:.0f} s); evaluate it with "
           f"'aihwkit-slicing sweep --model {args.model} --assignment {out}' (its tables "
           f"keep the allocation's scaling: {rule})")

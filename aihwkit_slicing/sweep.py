@@ -40,6 +40,7 @@ import json
 import math
 import numbers
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -170,10 +171,12 @@ def run_sweep(
             range before conversion, what a careful user of aihwkit's own converters
             does) or ``"tensor"`` (see ``make_rpu_config``).
         scale, per_channel, percentile: scaling of quantized tables (default: ``"mse"``
-            per output channel); converters passed in keep their own.
+            per output channel); converters passed in keep their own, and so do
+            assignments that record a rule (with a warning where it differs).
         noise_aware: inference times (seconds): quantized tables clip and assign levels
-            knowing each level's expected device error at these times (needs
-            ``scale="mse"``; see :func:`aihwkit_slicing.encodings.level_noise`).
+            knowing each level's expected device error at these times, simulated with
+            each setting's drift compensation (needs ``scale="mse"``; see
+            :func:`aihwkit_slicing.encodings.level_noise`).
         rpu_config: rpu_config to start from (default ``TorchInferenceRPUConfig()``;
             aihwkit's compiled ``InferenceRPUConfig`` works too).
         device: where the network, its tiles and the evaluation run (``"cpu"``,
@@ -230,6 +233,7 @@ def run_sweep(
         noise_aware=noise_aware_times, peripherals=peripherals, mapping=mapping,
         rpu_config=rpu_config, device=str(torch.device(device)),
     )
+    _warn_of_recorded_rules(plan)
     for spec in plan.tables.values():  # fail early on unknown names and bad times
         for s in (spec.rules if isinstance(spec, TableAssignment) else [(None, spec)]):
             make_converter(s[1])
@@ -280,6 +284,18 @@ def run_sweep(
     bar.close()
     return SweepResult(records=_sorted(records, plan), reference=reference,
                        metric=task.metric, task=task.name, times=plan.times)
+
+
+def _warn_of_recorded_rules(plan: SweepPlan) -> None:
+    """Warn once per assignment whose recorded scaling differs from the sweep's."""
+    own = plan.own_scaling_rule().describe()
+    for name, spec in plan.tables.items():
+        if isinstance(spec, TableAssignment) and spec.scale:
+            kept = spec.scaling_rule().describe()
+            if kept != own:
+                warnings.warn(f"assignment {name!r} keeps the scaling it records ({kept}); "
+                              f"the sweep's ({own}) applies to tables without one",
+                              stacklevel=3)
 
 
 def _sorted(records: List[Dict[str, Any]], plan: SweepPlan) -> List[Dict[str, Any]]:

@@ -23,7 +23,7 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
-from aihwkit_slicing.assignment import TableAssignment, is_weight_layer, spec_name
+from aihwkit_slicing.assignment import ScalingRule, TableAssignment, is_weight_layer, spec_name
 from aihwkit_slicing.catalog import (  # noqa: F401  (DEFAULT_*: re-exported)
     DEFAULT_PER_CHANNEL,
     DEFAULT_SCALE,
@@ -89,7 +89,8 @@ class SweepPlan:
     rpu_config: Optional[RPUConfigBase] = None
     device: str = "cpu"
     _described: Dict[Setting, Dict[str, Any]] = field(default_factory=dict, repr=False)
-    _level_noise: Dict[Tuple[str, str], Any] = field(default_factory=dict, repr=False)
+    _level_noise: Dict[Tuple[str, str, Tuple[float, ...], bool], Any] = field(
+        default_factory=dict, repr=False)
 
     def settings(self) -> List[Setting]:
         """Every setting, tables outermost."""
@@ -101,31 +102,37 @@ class SweepPlan:
         return [(s, r) for s in self.settings() for r in range(self.repeats)]
 
     # ------------------------------------------------------------- conversion
-    def scaling_rule(self, spec: SweepTable) -> Tuple[str, bool, Optional[List[float]]]:
-        """``(scale, per_channel, noise_aware times)`` for the quantized tables of
-        ``spec``: the rule an assignment records, else the sweep's own."""
+    def own_scaling_rule(self) -> ScalingRule:
+        """The sweep's scaling of quantized tables."""
+        return ScalingRule(self.scale, self.per_channel, self.percentile,
+                           tuple(self.noise_aware) if self.noise_aware else None)
+
+    def scaling_rule(self, spec: SweepTable) -> ScalingRule:
+        """The scaling of ``spec``'s quantized tables: the rule an assignment records,
+        else the sweep's own."""
         if isinstance(spec, TableAssignment) and spec.scale:
             return spec.scaling_rule()
-        return self.scale, self.per_channel, self.noise_aware
+        return self.own_scaling_rule()
 
-    def converter(self, spec: TableSpec, noise_name: str,
-                  rule: Optional[Tuple[str, bool, Optional[List[float]]]] = None
-                  ) -> BaseConductanceConverter:
-        """A fresh converter for one table spec under one noise model, scaled by
-        ``rule`` (default: the sweep's, see :meth:`scaling_rule`)."""
-        scale, per_channel, noise_aware = rule or self.scaling_rule(spec)
+    def converter(self, spec: TableSpec, noise_name: str, compensation: bool = True,
+                  rule: Optional[ScalingRule] = None) -> BaseConductanceConverter:
+        """A fresh converter for one table spec under one noise model and drift
+        compensation, scaled by ``rule`` (default: :meth:`scaling_rule` of ``spec``)."""
+        rule = rule or self.scaling_rule(spec)
         table = table_of(spec)
         level_noise = None
-        if noise_aware and table is not None and not isinstance(spec, BaseConductanceConverter):
+        if rule.noise_aware and table is not None and not isinstance(
+                spec, BaseConductanceConverter):
             table_hash = table.content_hash()
-            key = (table_hash, noise_name, tuple(noise_aware))
+            key = (table_hash, noise_name, rule.noise_aware, compensation)
             if key not in self._level_noise:  # Monte Carlo, seeded: the same every time
                 self._level_noise[key] = simulate_level_noise(
-                    table, self.noise_models[noise_name], noise_aware,
-                    seed=stable_seed(self.seed, "level noise", table_hash, noise_name))
+                    table, self.noise_models[noise_name], rule.noise_aware,
+                    seed=stable_seed(self.seed, "level noise", table_hash, noise_name),
+                    compensation=compensation)
             level_noise = self._level_noise[key]
-        return make_converter(spec, scale=scale, per_channel=per_channel,
-                              percentile=self.percentile, level_noise=level_noise)
+        return make_converter(spec, scale=rule.scale, per_channel=rule.per_channel,
+                              percentile=rule.percentile, level_noise=level_noise)
 
     def rpu_config_for(self, converter: BaseConductanceConverter, setting: Setting
                        ) -> RPUConfigBase:
@@ -139,7 +146,7 @@ class SweepPlan:
         if isinstance(spec, TableAssignment):
             rule = self.scaling_rule(spec)
             configs = {name: self.rpu_config_for(
-                self.converter(s, setting.noise_model, rule), setting)
+                self.converter(s, setting.noise_model, setting.compensation, rule), setting)
                 for name, s in spec.distinct_specs()}
             for config in configs.values():
                 check_times(self.times, config.noise_model, setting.noise_model)
@@ -153,7 +160,8 @@ class SweepPlan:
                                        ensure_analog_root=True,
                                        specific_rpu_config_fun=per_layer)
         else:
-            config = self.rpu_config_for(self.converter(spec, setting.noise_model), setting)
+            config = self.rpu_config_for(
+                self.converter(spec, setting.noise_model, setting.compensation), setting)
             check_times(self.times, config.noise_model, setting.noise_model)
             analog = convert_to_analog(model, config, ensure_analog_root=True)
         return analog.to(torch.device(self.device)).eval()
@@ -186,9 +194,9 @@ class SweepPlan:
             scale, per_channel, percentile, level = (spec.scale, spec.per_channel,
                                                      spec.percentile, "")
         elif ours:
-            scale, per_channel, noise_aware = self.scaling_rule(spec)
-            percentile = self.percentile
-            level = ",".join(f"{t:g}" for t in noise_aware or ())
+            rule = self.scaling_rule(spec)
+            scale, per_channel, percentile = rule.scale, rule.per_channel, rule.percentile
+            level = ",".join(f"{t:g}" for t in rule.noise_aware or ())
         else:
             scale, per_channel, percentile, level = "", False, math.nan, ""
         probe = make_converter("aihwkit-1pair")

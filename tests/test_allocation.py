@@ -507,8 +507,9 @@ def test_cli_noise_aware_records_the_times_and_the_sweep_applies_them(tmp_path, 
            "channel, noise-aware at 86400 s)" in printed
     assert json.loads(path.read_text())["scale"]["noise_aware"] == [86400.0]
     out_dir = tmp_path / "sweep"
-    assert main(["sweep", "--model", "digits", "--assignment", str(path), "--times", "86400",
-                 "--repeats", "1", "--out", str(out_dir), "--quiet"]) == 0
+    with pytest.warns(UserWarning, match="assignment 'aware' keeps the scaling it records"):
+        assert main(["sweep", "--model", "digits", "--assignment", str(path), "--times",
+                     "86400", "--repeats", "1", "--out", str(out_dir), "--quiet"]) == 0
     (record,) = [r for r in read_records(out_dir / "results.csv") if r["metric"] == "accuracy"]
     assert record["level_noise"] == "86400" and record["scale"] == "mse"
 

@@ -279,7 +279,10 @@ def test_an_assignment_is_evaluated_with_the_scaling_rule_it_records(task):
     recorded = TableAssignment(rules, scale={"scale": "max", "per_channel": False})
     plain = TableAssignment(rules)
     kwargs = dict(times=[1.0], repeats=1, progress=False)
-    ours = run_sweep(task, tables={"a": recorded, "seed": "seed"}, **kwargs).of_metric()
+    with pytest.warns(UserWarning, match=r"assignment 'a' keeps the scaling it records \(max "
+                      r"per tensor\); the sweep's \(mse per channel\) applies to tables "
+                      "without one"):
+        ours = run_sweep(task, tables={"a": recorded, "seed": "seed"}, **kwargs).of_metric()
     as_max = run_sweep(task, tables={"a": plain}, scale="max", per_channel=False,
                        **kwargs).of_metric()
     assert (ours[0]["scale"], ours[0]["per_channel"]) == ("max", False)
@@ -302,12 +305,50 @@ def test_an_assignment_recorded_noise_aware_gets_level_noise_in_a_plain_sweep(ta
         assert tile.rpu_config.noise_model.g_converter.level_noise is not None
 
 
+def test_a_matching_recorded_rule_does_not_warn(task, recwarn):
+    from aihwkit_slicing.assignment import TableAssignment
+
+    recorded = TableAssignment({"*": "seed"}, scale={"scale": "mse", "per_channel": True})
+    run_sweep(task, tables={"a": recorded}, times=[1.0], repeats=1, progress=False)
+    assert not [w for w in recwarn if "keeps the scaling" in str(w.message)]
+
+
+@pytest.mark.parametrize("scale", [{"noise_aware": None}, {"noise_aware": []}, None, {}])
+def test_an_empty_or_none_rule_entry_is_not_recorded(scale):
+    from aihwkit_slicing.assignment import ScalingRule, TableAssignment
+
+    assignment = TableAssignment({"*": "seed"}, scale=scale)
+    assert assignment.scale == {} and assignment.scaling_rule() == ScalingRule()
+
+
+def test_the_sweeps_level_noise_follows_the_settings_drift_compensation(task):
+    from aihwkit_slicing.encodings import level_noise
+    from aihwkit_slicing.sweep_plan import SweepPlan, stable_seed
+
+    plan = SweepPlan(task="digits", metric="accuracy", tables={"t": "4x4lvl-base"},
+                     noise_models={"pcm": "pcm"}, compensations=[True, False],
+                     times=[86400.0], repeats=1, seed=0, noise_aware=[86400.0])
+    table = plan.converter("4x4lvl-base", "pcm").table
+    seed = stable_seed(0, "level noise", table.content_hash(), "pcm")
+    for compensation in (True, False):
+        got = plan.converter("4x4lvl-base", "pcm", compensation).level_noise
+        expected = level_noise(table, "pcm", [86400.0], seed=seed, compensation=compensation)
+        assert got == expected, compensation
+    assert (plan.converter("4x4lvl-base", "pcm", True).level_noise.mean_square
+            != plan.converter("4x4lvl-base", "pcm", False).level_noise.mean_square)
+
+
 @pytest.mark.parametrize("scale, message", [
     ({"scale": "nope"}, "scale must be one of"),
+    ({"scale": "percentile", "percentile": 150}, "percentile must lie in"),
     ({"scale": "max", "noise_aware": [86400.0]}, "noise_aware needs scale='mse'"),
-    ({"scale": "mse", "noise_aware": ["soon"]}, "times must be finite numbers of seconds"),
+    ({"scale": "mse", "noise_aware": ["soon"]},
+     "noise_aware: times must be finite numbers of seconds"),
+    ({"scale": "mse", "noise_aware": 86400}, "noise_aware must be a list of seconds"),
+    ({"scale": "mse", "noise_aware": "86400"}, "noise_aware must be a list of seconds"),
     ({"scale": "mse", "per_channel": "yes"}, "per_channel must be True or False"),
     ({"scale": "mse", "clip": 3}, "unknown key 'clip'"),
+    ("mse", "scaling rule must be a dict"),
 ])
 def test_a_bad_recorded_rule_is_named(scale, message):
     from aihwkit_slicing.assignment import TableAssignment
