@@ -76,11 +76,15 @@ from aihwkit_slicing.assignment import TableAssignment, shared_weight_layers, we
 from aihwkit_slicing.catalog import TableSpec, known_names, make_converter, table_of
 from aihwkit_slicing.catalog import devices_per_weight as devices_of
 from aihwkit_slicing.encodings import column_errors
-from aihwkit_slicing.encodings import level_noise as simulate_level_noise
 from aihwkit_slicing.noise_models import build_noise_model, check_times
 from aihwkit_slicing.rpu_configs import make_rpu_config
 from aihwkit_slicing.scaling import validate_rule
-from aihwkit_slicing.sweep_plan import DEFAULT_PER_CHANNEL, DEFAULT_SCALE, stable_seed
+from aihwkit_slicing.sweep_plan import (
+    DEFAULT_PER_CHANNEL,
+    DEFAULT_SCALE,
+    seeded_level_noise,
+    stable_seed,
+)
 from aihwkit_slicing.tables import (
     ProgrammingTable,
     bit_sliced,
@@ -379,11 +383,8 @@ def measure_sensitivities(
         table = table_of(spec)
         level_noise = None
         if noise_aware and table is not None:
-            with torch.random.fork_rng(devices=[]):  # the caller's random state stays
-                level_noise = simulate_level_noise(
-                    table, noise_model, times, seed=stable_seed(
-                        seed, "level noise", table.content_hash(), _noise_name(noise_model)),
-                    compensation=compensation)
+            level_noise = seeded_level_noise(table, noise_model, _noise_name(noise_model),
+                                             times, compensation, seed)
         converter = make_converter(spec, scale=scale, per_channel=per_channel,
                                    level_noise=level_noise)
         configs[name] = make_rpu_config(converter, noise_model, compensation, "ideal",

@@ -40,11 +40,9 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 
 
-def restore_malloc_thresholds() -> bool:
-    """Set glibc's mmap and trim thresholds to the values its dynamic rule reaches.
-
-    Returns False where there is no glibc (the call then does nothing).
-    """
+def mallopt(parameter: int, value: int) -> bool:
+    """glibc's ``mallopt(parameter, value)`` for this process; False where there is no
+    glibc (the call then does nothing)."""
     import ctypes
     import ctypes.util
 
@@ -52,12 +50,19 @@ def restore_malloc_thresholds() -> bool:
     if not name:
         return False
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+        function = ctypes.CDLL(name).mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES))
+    return bool(function(parameter, value))
+
+
+def restore_malloc_thresholds() -> bool:
+    """Set glibc's mmap and trim thresholds to the values its dynamic rule reaches.
+
+    Returns False where there is no glibc (the call then does nothing).
+    """
+    return mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) and mallopt(
+        M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES)
 
 
 def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Any:

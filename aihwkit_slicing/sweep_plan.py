@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ from aihwkit_slicing.metrics import weight_errors
 from aihwkit_slicing.noise_models import NoiseModelSpec, build_noise_model, check_times
 from aihwkit_slicing.results import SETTING_FIELDS
 from aihwkit_slicing.rpu_configs import make_rpu_config
+from aihwkit_slicing.tables import ProgrammingTable
 from aihwkit_slicing.tasks import Task
 from aihwkit_slicing.version import __version__
 
@@ -52,6 +53,18 @@ def stable_seed(*parts: Any) -> int:
     """
     digest = hashlib.sha256(repr(parts).encode()).digest()
     return int.from_bytes(digest[:8], "big") >> 1
+
+
+def seeded_level_noise(table: ProgrammingTable, noise_model: NoiseModelSpec, noise_name: str,
+                       times: Sequence[float], compensation: bool, seed: int) -> Any:
+    """``table``'s level noise for noise-aware clipping (see
+    :func:`aihwkit_slicing.encodings.level_noise`), its Monte Carlo seeded by ``seed``,
+    the table's content and ``noise_name`` only: an allocation and a sweep of its
+    assignment with the same seed simulate the same. The caller's random state stays."""
+    with torch.random.fork_rng(devices=[]):
+        return simulate_level_noise(
+            table, noise_model, times, compensation=compensation,
+            seed=stable_seed(seed, "level noise", table.content_hash(), noise_name))
 
 
 # ====================================================================== plan
@@ -123,13 +136,11 @@ class SweepPlan:
         level_noise = None
         if rule.noise_aware and table is not None and not isinstance(
                 spec, BaseConductanceConverter):
-            table_hash = table.content_hash()
-            key = (table_hash, noise_name, rule.noise_aware, compensation)
+            key = (table.content_hash(), noise_name, rule.noise_aware, compensation)
             if key not in self._level_noise:  # Monte Carlo, seeded: the same every time
-                self._level_noise[key] = simulate_level_noise(
-                    table, self.noise_models[noise_name], rule.noise_aware,
-                    seed=stable_seed(self.seed, "level noise", table_hash, noise_name),
-                    compensation=compensation)
+                self._level_noise[key] = seeded_level_noise(
+                    table, self.noise_models[noise_name], noise_name, rule.noise_aware,
+                    compensation, self.seed)
             level_noise = self._level_noise[key]
         return make_converter(spec, scale=rule.scale, per_channel=rule.per_channel,
                               percentile=rule.percentile, level_noise=level_noise)

@@ -23,8 +23,6 @@ Run: ``python benchmarks/bench_convert.py [--size 4096] [--device cpu|cuda]``.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import gc
 import os
 import statistics
@@ -39,6 +37,7 @@ from aihwkit.inference.converter.conductance import (
 )
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, seed_table
+from aihwkit_slicing.distributed import M_MMAP_THRESHOLD, mallopt
 from aihwkit_slicing.tables import ProgrammingTable
 
 
@@ -70,19 +69,15 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
-#: glibc's ``mallopt`` parameter for the mmap threshold, and the value the memory
-#: figures use (glibc's initial one, which its dynamic rule would otherwise raise).
-M_MMAP_THRESHOLD, FIXED_MMAP_THRESHOLD = -3, 128 * 1024
+#: The mmap threshold the memory figures use (glibc's initial one, which its dynamic
+#: rule would otherwise raise).
+FIXED_MMAP_THRESHOLD = 128 * 1024
 
 
 def fix_mmap_threshold() -> bool:
     """Pin glibc's mmap threshold (False where there is no glibc: figures then include
     what malloc keeps of freed blocks, up to a few weights more)."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, FIXED_MMAP_THRESHOLD))
-    except (OSError, AttributeError):
-        return False
+    return mallopt(M_MMAP_THRESHOLD, FIXED_MMAP_THRESHOLD)
 
 
 def peak_extra_bytes(fn: Callable[[], object], device: torch.device) -> int:
