@@ -20,7 +20,7 @@ Rows (devices per weight):
   Monte Carlo), equal significance tuned the same way, plain equal significance (pairs
   filled one after the other) and plain binary significance (the table optimizer's
   pick for MiniLM at that size, default encodings);
-* our allocation (:func:`aihwkit_slicing.allocation.allocate_tables`, default
+* our allocation (:func:`aihwkit_slicing.design.allocation.allocate_tables`, default
   candidates of 2 to 16 devices) at a budget of 6 and of 4, evaluated from the JSON it
   writes (as ``aihwkit-slicing sweep --assignment`` reads it).
 
@@ -46,7 +46,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from aihwkit_slicing.allocation import (
+from aihwkit_slicing.design.allocation import (
     CANDIDATES,
     Allocation,
     allocate,
@@ -55,11 +55,11 @@ from aihwkit_slicing.allocation import (
     measurement_for,
     tuned_table,
 )
-from aihwkit_slicing.assignment import TableAssignment
-from aihwkit_slicing.models.minilm import minilm_available
-from aihwkit_slicing.results import SweepResult, format_time
-from aihwkit_slicing.sweep import run_sweep
-from aihwkit_slicing.tasks import Task, digits_task, minilm_task
+from aihwkit_slicing.design.assignment import TableAssignment
+from aihwkit_slicing.experiments.models.minilm import minilm_available
+from aihwkit_slicing.experiments.results import SweepResult, format_time
+from aihwkit_slicing.experiments.sweep import run_sweep
+from aihwkit_slicing.experiments.tasks import Task, digits_task, minilm_task
 
 TIMES = [1.0, 86400.0, 31536000.0]
 TARGET_TIMES = [86400.0, 31536000.0]

@@ -37,8 +37,8 @@ from aihwkit.inference.converter.conductance import (
 )
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, seed_table
-from aihwkit_slicing.distributed import M_MMAP_THRESHOLD, mallopt
-from aihwkit_slicing.tables import ProgrammingTable
+from aihwkit_slicing.experiments.distributed import M_MMAP_THRESHOLD, mallopt
+from aihwkit_slicing.core.tables import ProgrammingTable
 
 
 def _sync(device: torch.device) -> None:

@@ -33,13 +33,13 @@ import torch
 
 from aihwkit.inference.converter.conductance import NPairConductanceConverter
 
-from aihwkit_slicing.plotting import plot_metric_vs_time
-from aihwkit_slicing.results import SweepResult
-from aihwkit_slicing.sweep import run_sweep
-from aihwkit_slicing.tasks import digits_task, minilm_task
-from aihwkit_slicing.models.minilm import minilm_available
-from aihwkit_slicing.optimizer import optimize_table, simulated_tnmse, weight_matrices
-from aihwkit_slicing.tables import save_table
+from aihwkit_slicing.experiments.plotting import plot_metric_vs_time
+from aihwkit_slicing.experiments.results import SweepResult
+from aihwkit_slicing.experiments.sweep import run_sweep
+from aihwkit_slicing.experiments.tasks import digits_task, minilm_task
+from aihwkit_slicing.experiments.models.minilm import minilm_available
+from aihwkit_slicing.design.optimizer import optimize_table, simulated_tnmse, weight_matrices
+from aihwkit_slicing.core.tables import save_table
 
 TIMES = [1.0, 86400.0, 31536000.0]
 TARGET_TIMES = [86400.0, 31536000.0]
@@ -103,7 +103,7 @@ def summarize(records: List[Dict[str, Any]], reference: Dict[str, float], metric
 def compare_with_wpo(weights: Any, quick: bool, seed: int) -> Dict[str, Any]:
     """Our optimizer and aihwkit's WPO on the same weights, noise model and times."""
     from aihwkit.inference.converter.wpo import WeightProgrammingOptimizer
-    from aihwkit_slicing.rpu_configs import make_rpu_config
+    from aihwkit_slicing.integration.rpu_configs import make_rpu_config
 
     matrices = weight_matrices(weights)
     flat = torch.cat([m.reshape(-1) for m in matrices])

@@ -43,7 +43,7 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, equal_significance
-from aihwkit_slicing.encodings import level_noise
+from aihwkit_slicing.design.encodings import level_noise
 
 SECTIONS = ("tables", "resnet", "network", "memory")
 

@@ -25,7 +25,7 @@ from typing import Dict, List, Optional, Sequence
 
 CHILD = r"""
 import json, sys, time
-from aihwkit_slicing.sweep import run_sweep
+from aihwkit_slicing.experiments.sweep import run_sweep
 options = json.loads(sys.argv[1])
 start = time.perf_counter()
 result = run_sweep(progress=False, **options)

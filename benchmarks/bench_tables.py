@@ -2,7 +2,7 @@
 
 Times, in the same process and on one thread (numpy/BLAS/torch limited to 1):
 
-* new: the package's builders (:mod:`aihwkit_slicing.tables`);
+* new: the package's builders (:mod:`aihwkit_slicing.core.tables`);
 * reference: the frozen pure-Python implementation the tests compare against
   (``tests/reference_tables.py``: the signed-digit columns, ``g_lst`` validation, level
   grouping and selection by rule as they were before the vectorization), on the same
@@ -35,7 +35,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from aihwkit_slicing.tables import (  # noqa: E402
+from aihwkit_slicing.core.tables import (  # noqa: E402
     ProgrammingTable,
     bit_sliced,
     equal_significance,

@@ -37,8 +37,8 @@ from aihwkit_slicing import (
     save_programmed,
     seed_table,
 )
-from aihwkit_slicing.models.digits import accuracy, load_digits_model, load_digits_split
-from aihwkit_slicing.rpu_configs import make_rpu_config
+from aihwkit_slicing.experiments.models.digits import accuracy, load_digits_model, load_digits_split
+from aihwkit_slicing.integration.rpu_configs import make_rpu_config
 
 TABLES: Dict[str, Callable[[], ProgrammingTable]] = {
     "seed table": seed_table,

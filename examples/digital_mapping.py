@@ -1,6 +1,6 @@
 """Digital slicing on aihwkit's default rpu_config: the digits CNN, scaled or not.
 
-Converts the bundled pretrained digits CNN (:mod:`aihwkit_slicing.models.digits`)
+Converts the bundled pretrained digits CNN (:mod:`aihwkit_slicing.experiments.models.digits`)
 with ``TorchInferenceRPUConfig()`` as it comes (aihwkit's default forward: 7-bit
 DAC, 9-bit ADC with ``out_bound = 12``, output noise 0.06, noise and bound
 management; PCM-like programming noise and drift, global drift compensation) and
@@ -39,7 +39,7 @@ from aihwkit.nn.conversion import convert_to_analog, convert_to_digital
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
 from aihwkit_slicing import convert_to_analog_sliced, convert_to_digital_sliced
-from aihwkit_slicing.models.digits import load_digits_model, load_digits_split
+from aihwkit_slicing.experiments.models.digits import load_digits_model, load_digits_split
 
 #: Peripheral settings: name -> whether ``forward.is_perfect`` is set.
 PERIPHERALS: Dict[str, bool] = {"default": False, "ideal": True}

@@ -1,6 +1,6 @@
 """Digitally summed vs analog summed weight slicing on the 8x8 digits data.
 
-Takes the bundled pretrained digits CNN (:mod:`aihwkit_slicing.models.digits`, two
+Takes the bundled pretrained digits CNN (:mod:`aihwkit_slicing.experiments.models.digits`, two
 ``Conv2d`` and two ``Linear`` layers, scored on the fixed held-out split of
 scikit-learn's 8x8 digits) and converts it to analog in four ways, all with aihwkit's
 ``PCMLikeNoiseModel``, ``GlobalDriftCompensation`` and ideal peripherals
@@ -53,7 +53,7 @@ from aihwkit_slicing import (
     bit_sliced,
     convert_to_analog_sliced,
 )
-from aihwkit_slicing.models.digits import load_digits_model, load_digits_split
+from aihwkit_slicing.experiments.models.digits import load_digits_model, load_digits_split
 
 #: Drift times (seconds after programming) and their labels.
 TIMES: Tuple[Tuple[str, float], ...] = (

@@ -15,8 +15,8 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, seed_table
-from aihwkit_slicing.metrics import weight_errors
-from aihwkit_slicing.models.digits import accuracy, load_digits_model, load_digits_split
+from aihwkit_slicing.experiments.metrics import weight_errors
+from aihwkit_slicing.experiments.models.digits import accuracy, load_digits_model, load_digits_split
 
 
 def main() -> None:

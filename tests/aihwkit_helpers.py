@@ -2,7 +2,7 @@
 reconstruction of weights from captured conductances.
 
 aihwkit's compiled ``InferenceTile`` (``InferenceRPUConfig``) works only with the torch
-releases its wheel was built for (:mod:`aihwkit_slicing.compat`). Where the installed
+releases its wheel was built for (:mod:`aihwkit_slicing.integration.compat`). Where the installed
 aihwkit/torch pair is one of those, the compiled-tile tests run, and a tile that fails
 there fails them; only where compat reports an unsupported pair do they skip, with
 compat's message as the reason.
@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from aihwkit_slicing.compat import compiled_tile_problem
+from aihwkit_slicing.integration.compat import compiled_tile_problem
 
 
 def require_compiled_tile() -> None:

@@ -1,7 +1,7 @@
 """Shared test set-up: every test starts from the same state, whatever ran before.
 
 * torch's global generator is seeded (aihwkit's noise models draw from it);
-* the registry of live device states (``aihwkit_slicing.device_state``) is a fresh,
+* the registry of live device states (``aihwkit_slicing.core.device_state``) is a fresh,
   empty one for every test, so no test can see another's programmed tiles;
 * matplotlib draws off screen; Hugging Face stays offline.
 
@@ -14,7 +14,7 @@ import matplotlib
 import pytest
 import torch
 
-from aihwkit_slicing import device_state
+from aihwkit_slicing.core import device_state
 
 matplotlib.use("Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

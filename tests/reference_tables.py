@@ -1,6 +1,6 @@
 """REFERENCE implementation of programming-table building: frozen, slow, obviously correct.
 
-This is a verbatim copy of the pure-Python logic of :mod:`aihwkit_slicing.tables` as it
+This is a verbatim copy of the pure-Python logic of :mod:`aihwkit_slicing.core.tables` as it
 was before the table building was vectorized (commit 2e686cf): the ``g_lst``
 validation, the level grouping, the selection of one column per level by an encoding
 rule, the check of explicit encodings and the signed-digit column generation of the
@@ -23,7 +23,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-#: Same values as in aihwkit_slicing.tables at the time of the copy.
+#: Same values as in aihwkit_slicing.core.tables at the time of the copy.
 MAX_COLUMNS = 2**20
 ENCODING_RULES = ("min_total", "min_weighted", "first")
 LEVEL_TOLERANCE = 1e-9

@@ -40,7 +40,7 @@ from aihwkit.simulator.parameters.enums import AnalogMVType
 from torch import Tensor
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, seed_table
-from aihwkit_slicing.device_state import ATTRIBUTE as STATE_ATTRIBUTE
+from aihwkit_slicing.core.device_state import ATTRIBUTE as STATE_ATTRIBUTE
 
 # ----------------------------------------------------------------------------- setup
 #: Physical tile height of the IR-drop tile: layers with 16 inputs get zero-padded to it.

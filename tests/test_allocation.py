@@ -11,8 +11,8 @@ from torch import nn
 from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
-from aihwkit_slicing import allocation as alloc_module
-from aihwkit_slicing.allocation import (
+from aihwkit_slicing.design import allocation as alloc_module
+from aihwkit_slicing.design.allocation import (
     CANDIDATES,
     Sensitivities,
     allocate,
@@ -22,12 +22,12 @@ from aihwkit_slicing.allocation import (
     solve_knapsack,
     tuned_table,
 )
-from aihwkit_slicing.assignment import TableAssignment
-from aihwkit_slicing.catalog import make_converter
-from aihwkit_slicing.cli import main
-from aihwkit_slicing.results import read_records
-from aihwkit_slicing.sweep import run_sweep
-from aihwkit_slicing.tasks import digits_task
+from aihwkit_slicing.design.assignment import TableAssignment
+from aihwkit_slicing.integration.catalog import make_converter
+from aihwkit_slicing.cli.main import main
+from aihwkit_slicing.experiments.results import read_records
+from aihwkit_slicing.experiments.sweep import run_sweep
+from aihwkit_slicing.experiments.tasks import digits_task
 
 SMALL = ["1x33lvl", "2x33lvl-fill", "4x33lvl-fill"]  # 2, 4 and 8 devices
 
@@ -295,8 +295,8 @@ def test_the_measurement_leaves_the_model_untouched_and_is_reproduced_by_hand():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert all(type(m).__module__.startswith("torch.nn") for m in model.modules())
     # the layer "2" measured alone again, by hand, with the seeds the measurement uses
-    from aihwkit_slicing.rpu_configs import make_rpu_config
-    from aihwkit_slicing.sweep_plan import stable_seed
+    from aihwkit_slicing.integration.rpu_configs import make_rpu_config
+    from aihwkit_slicing.experiments.sweep_plan import stable_seed
 
     config = make_rpu_config(make_converter(CANDIDATES["2x33lvl-fill"], scale="mse",
                                             per_channel=True), "pcm")
@@ -373,8 +373,8 @@ def test_the_reduced_table_of_the_json_programs_like_the_full_one():
 
 
 def test_tuned_tables_take_per_level_the_encoding_that_errs_least():
-    from aihwkit_slicing.encodings import column_errors
-    from aihwkit_slicing.tables import equal_significance
+    from aihwkit_slicing.design.encodings import column_errors
+    from aihwkit_slicing.core.tables import equal_significance
 
     times = [86400.0, 31536000.0]
     tuned = tuned_table(3, "pcm", times, levels_per_device=9, n_samples=300, seed=1)
@@ -390,7 +390,7 @@ def test_tuned_tables_take_per_level_the_encoding_that_errs_least():
 
 
 def test_default_candidates_span_2_to_16_devices():
-    from aihwkit_slicing.allocation import DEFAULT_PAIRS, default_candidates
+    from aihwkit_slicing.design.allocation import DEFAULT_PAIRS, default_candidates
 
     tables = default_candidates("pcm", [86400.0], n_samples=50)
     assert [t.n_devices for t in tables] == [2 * p for p in DEFAULT_PAIRS] == [
@@ -401,8 +401,8 @@ def test_default_candidates_span_2_to_16_devices():
 
 
 def test_binary_tuned_tables_take_per_level_the_encoding_that_errs_least():
-    from aihwkit_slicing.encodings import column_errors
-    from aihwkit_slicing.tables import bit_sliced
+    from aihwkit_slicing.design.encodings import column_errors
+    from aihwkit_slicing.core.tables import bit_sliced
 
     times = [86400.0]
     tuned = tuned_table(3, "pcm", times, levels_per_device=3, n_samples=200, seed=2,
@@ -515,7 +515,7 @@ def test_cli_noise_aware_records_the_times_and_the_sweep_applies_them(tmp_path, 
 
 
 def test_cli_takes_candidate_tables_from_files(tmp_path, capsys):
-    from aihwkit_slicing.tables import equal_significance, save_table
+    from aihwkit_slicing.core.tables import equal_significance, save_table
 
     table_path = tmp_path / "mine.json"
     save_table(equal_significance(3, 5, columns="fill", name="mine"), table_path)

@@ -1,4 +1,4 @@
-"""A programmed chip saved and restored from any model (aihwkit_slicing.checkpoint).
+"""A programmed chip saved and restored from any model (aihwkit_slicing.integration.checkpoint).
 
 The reference is always the original model itself: after ``load_programmed`` into a
 freshly converted model, every tile attribute equals the original's bit for bit, and
@@ -32,14 +32,14 @@ from aihwkit_slicing import (
     QuantizedSlicedConductanceConverter,
     bit_sliced,
     convert_to_analog_sliced,
-    device_state,
     load_programmed,
     save_programmed,
     seed_table,
 )
-from aihwkit_slicing.checkpoint import FORMAT, FORMAT_VERSION
-from aihwkit_slicing.models.digits import DigitsCNN, load_digits_model
-from aihwkit_slicing.rpu_configs import make_rpu_config
+from aihwkit_slicing.core import device_state
+from aihwkit_slicing.integration.checkpoint import FORMAT, FORMAT_VERSION
+from aihwkit_slicing.experiments.models.digits import DigitsCNN, load_digits_model
+from aihwkit_slicing.integration.rpu_configs import make_rpu_config
 
 from aihwkit_helpers import require_compiled_tile
 
@@ -397,8 +397,8 @@ RELOAD = textwrap.dedent("""
     from aihwkit.nn.conversion import convert_to_analog
     from aihwkit.simulator.configs import TorchInferenceRPUConfig
     from aihwkit_slicing import QuantizedSlicedConductanceConverter, load_programmed, seed_table
-    from aihwkit_slicing.models.digits import load_digits_model
-    from aihwkit_slicing.rpu_configs import make_rpu_config
+    from aihwkit_slicing.experiments.models.digits import load_digits_model
+    from aihwkit_slicing.integration.rpu_configs import make_rpu_config
     conv = QuantizedSlicedConductanceConverter.from_table(seed_table())
     model = convert_to_analog(load_digits_model(), make_rpu_config(
         conv, base=TorchInferenceRPUConfig())).eval()

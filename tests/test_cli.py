@@ -10,14 +10,14 @@ import time
 import pytest
 
 from aihwkit_slicing import builtin_tables
-from aihwkit_slicing.cli import main
-from aihwkit_slicing.models.minilm import minilm_available
-from aihwkit_slicing.results import read_records
+from aihwkit_slicing.cli.main import main
+from aihwkit_slicing.experiments.models.minilm import minilm_available
+from aihwkit_slicing.experiments.results import read_records
 
 
 def run_cli(*args):
     """The command in a fresh interpreter, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "aihwkit_slicing.cli", *args],
+    return subprocess.run([sys.executable, "-m", "aihwkit_slicing.cli.main", *args],
                           capture_output=True, text=True, timeout=600)
 
 
@@ -162,7 +162,7 @@ def test_a_sweep_killed_midway_resumes_to_the_file_of_an_uninterrupted_one(tmp_p
     expected = read_records(reference / "results.csv")
     per_unit = len(expected) // 6
     killed = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "aihwkit_slicing.cli", *SWEEP, "--out",
+    process = subprocess.Popen([sys.executable, "-m", "aihwkit_slicing.cli.main", *SWEEP, "--out",
                                 str(killed)], env=dict(os.environ, OMP_NUM_THREADS="1"))
     results = killed / "results.csv"
     deadline = time.monotonic() + 300

@@ -1,4 +1,4 @@
-"""Which torch releases aihwkit's compiled tile works with (aihwkit_slicing.compat).
+"""Which torch releases aihwkit's compiled tile works with (aihwkit_slicing.integration.compat).
 
 The installed versions are faked by replacing ``compat._installed_version`` (and, where a
 test is about it, ``compat._extension_error``), so every combination is checked here
@@ -26,14 +26,14 @@ from torch import nn
 from aihwkit_slicing import (
     AnalogSlicedConv2d,
     AnalogSlicedLinear,
-    compat,
     convert_to_analog_sliced,
     seed_table,
 )
-from aihwkit_slicing.converter import QuantizedSlicedConductanceConverter
-from aihwkit_slicing.rpu_configs import make_rpu_config
-from aihwkit_slicing.sweep import run_sweep
-from aihwkit_slicing.tasks import Task
+from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.integration import compat
+from aihwkit_slicing.integration.rpu_configs import make_rpu_config
+from aihwkit_slicing.experiments.sweep import run_sweep
+from aihwkit_slicing.experiments.tasks import Task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -296,7 +296,7 @@ importlib.metadata.version = lambda name: fake.get(name) or real_version(name)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     import aihwkit_slicing
-    aihwkit_slicing.compat.warn_if_compiled_tile_broken()
+    aihwkit_slicing.integration.compat.warn_if_compiled_tile_broken()
 print(json.dumps([[w.category.__name__, str(w.message), w.filename] for w in caught
                   if "compiled" in str(w.message)]))
 """

@@ -7,7 +7,7 @@ under drift, programming of all-zero rows, ``state_dict`` reloads, the digitally
 layers (conversion, forward, program/drift, reload, training) and a drift sweep.
 
 Every test here uses ``InferenceRPUConfig()``. Where the installed aihwkit/torch pair
-cannot run the compiled tile (:mod:`aihwkit_slicing.compat`) the tests skip with the
+cannot run the compiled tile (:mod:`aihwkit_slicing.integration.compat`) the tests skip with the
 fix as the reason; elsewhere a broken compiled tile fails them. Tile dtypes other than
 float32, which aihwkit 1.1.0's CPU extension does not have, are checked against aihwkit's
 own ``SinglePairConductanceConverter``: ours must fail exactly where and how it fails.
@@ -44,10 +44,10 @@ from aihwkit_slicing import (
     convert_to_analog_sliced,
     convert_to_digital_sliced,
 )
-from aihwkit_slicing import sweep_plan as sweep_module
-from aihwkit_slicing.compat import uses_compiled_tile
-from aihwkit_slicing.sweep import run_sweep
-from aihwkit_slicing.tasks import digits_task
+from aihwkit_slicing.experiments import sweep_plan as sweep_module
+from aihwkit_slicing.integration.compat import uses_compiled_tile
+from aihwkit_slicing.experiments.sweep import run_sweep
+from aihwkit_slicing.experiments.tasks import digits_task
 
 from aihwkit_helpers import max_rel_diff, require_compiled_tile  # isort: skip
 

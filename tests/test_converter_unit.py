@@ -30,8 +30,8 @@ from aihwkit_slicing import (
     seed_table,
     single_pair,
 )
-from aihwkit_slicing import device_state
-from aihwkit_slicing.quantize import CellIndex, LevelQuantizer, compute_dtype
+from aihwkit_slicing.core import device_state
+from aihwkit_slicing.core.quantize import CellIndex, LevelQuantizer, compute_dtype
 
 Converter = QuantizedSlicedConductanceConverter
 

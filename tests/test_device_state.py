@@ -23,8 +23,8 @@ from aihwkit.nn.conversion import convert_to_analog, convert_to_digital
 from aihwkit.simulator.configs import TorchInferenceRPUConfig, TorchInferenceRPUConfigIRDropT
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced, from_device_levels
-from aihwkit_slicing import device_state
-from aihwkit_slicing.metrics import clipped_fractions
+from aihwkit_slicing.core import device_state
+from aihwkit_slicing.experiments.metrics import clipped_fractions
 
 PHYS_INPUT_SIZE = 64
 

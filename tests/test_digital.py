@@ -1,4 +1,4 @@
-"""Tests of digitally summed weight slicing (aihwkit_slicing.digital, issue #4)."""
+"""Tests of digitally summed weight slicing (aihwkit_slicing.digital.slicing_all, issue #4)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from aihwkit_slicing import (
     convert_to_analog_sliced,
     convert_to_digital_sliced,
 )
-from aihwkit_slicing.digital import SLICE_WEIGHT_SCALING_OMEGA, slice_rpu_config
+from aihwkit_slicing.digital.slicing_all import SLICE_WEIGHT_SCALING_OMEGA, slice_rpu_config
 
 SIGNIFICANCES = [
     pytest.param("equal", None, id="equal"),
@@ -537,7 +537,7 @@ def test_sliced_layer_on_the_default_rpu_config_errs_like_the_unsliced_layer():
 
 
 def test_digits_cnn_keeps_its_accuracy_with_binary_slices_on_the_default_rpu_config():
-    from aihwkit_slicing.models.digits import load_digits_model, load_digits_split
+    from aihwkit_slicing.experiments.models.digits import load_digits_model, load_digits_split
 
     _, _, images, labels = load_digits_split()
     model = load_digits_model()

@@ -58,7 +58,7 @@ def make_targets() -> set[str]:
 
 @pytest.mark.parametrize("where,line", shell_commands(), ids=lambda v: str(v)[:60])
 def test_every_shell_command_shown_exists(where, line):
-    from aihwkit_slicing.cli import build_parser
+    from aihwkit_slicing.cli.main import build_parser
 
     words = shlex.split(line)
     program = words[0]

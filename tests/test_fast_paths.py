@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aihwkit_slicing import bit_sliced, equal_significance, from_device_levels, seed_table
-from aihwkit_slicing.encodings import level_noise
-from aihwkit_slicing.quantize import LevelQuantizer
-from aihwkit_slicing.scaling import _DirectErrors, _SortedErrors, compute_scaling
+from aihwkit_slicing.design.encodings import level_noise
+from aihwkit_slicing.core.quantize import LevelQuantizer
+from aihwkit_slicing.core.scaling import _DirectErrors, _SortedErrors, compute_scaling
 
 TABLES = {
     "seed": seed_table(),
@@ -110,7 +110,7 @@ def test_per_channel_clips_of_both_paths_give_the_same_error(name, monkeypatch):
     up to a tiny difference (the README documents <= 0.1 dB; here on random layers)."""
     import math
 
-    import aihwkit_slicing.scaling as scaling
+    import aihwkit_slicing.core.scaling as scaling
 
     quantizer = LevelQuantizer(TABLES[name])
     w = torch.randn(64, 600, generator=torch.Generator().manual_seed(3))

@@ -14,8 +14,8 @@ from aihwkit_slicing import (
     equal_significance,
     seed_table,
 )
-from aihwkit_slicing.encodings import column_errors, level_noise, optimize_encodings
-from aihwkit_slicing.optimizer import (
+from aihwkit_slicing.design.encodings import column_errors, level_noise, optimize_encodings
+from aihwkit_slicing.design.optimizer import (
     candidate_tables,
     expected_tnmse,
     optimize_table,
@@ -23,7 +23,7 @@ from aihwkit_slicing.optimizer import (
     simulated_tnmse,
     weight_matrices,
 )
-from aihwkit_slicing.scaling import LevelNoise
+from aihwkit_slicing.core.scaling import LevelNoise
 
 
 def gaussian(rows=64, cols=96, seed=0):

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 from aihwkit_slicing import QuantizedSlicedConductanceConverter, seed_table
-from aihwkit_slicing.catalog import make_converter
-from aihwkit_slicing.metrics import weight_errors
-from aihwkit_slicing.plotting import plot_metric_vs_time
-from aihwkit_slicing.results import RECORD_FIELDS, SweepResult, format_time, read_records
-from aihwkit_slicing.rpu_configs import make_rpu_config
-from aihwkit_slicing.sweep import iter_times, run_sweep
-from aihwkit_slicing.tasks import digits_task
-from aihwkit_slicing.models.digits import accuracy, load_digits_model, load_digits_split
+from aihwkit_slicing.integration.catalog import make_converter
+from aihwkit_slicing.experiments.metrics import weight_errors
+from aihwkit_slicing.experiments.plotting import plot_metric_vs_time
+from aihwkit_slicing.experiments.results import RECORD_FIELDS, SweepResult, format_time, read_records
+from aihwkit_slicing.integration.rpu_configs import make_rpu_config
+from aihwkit_slicing.experiments.sweep import iter_times, run_sweep
+from aihwkit_slicing.experiments.tasks import digits_task
+from aihwkit_slicing.experiments.models.digits import accuracy, load_digits_model, load_digits_split
 
 
 def same_records(a, b):
@@ -257,8 +257,8 @@ def test_per_layer_tables_on_the_digits_cnn(task):
     expected = (4 * conv + 8 * (sum(weights.values()) - conv)) / sum(weights.values())
     assert record["n_devices"] == pytest.approx(expected)
     # every layer really got its table
-    from aihwkit_slicing.assignment import TableAssignment
-    from aihwkit_slicing.sweep_plan import Setting, SweepPlan
+    from aihwkit_slicing.design.assignment import TableAssignment
+    from aihwkit_slicing.experiments.sweep_plan import Setting, SweepPlan
 
     plan = SweepPlan(task="digits", metric="accuracy",
                      tables={"a": TableAssignment(assignment)}, noise_models={"pcm": "pcm"},
@@ -273,7 +273,7 @@ def test_per_layer_tables_on_the_digits_cnn(task):
 def test_an_assignment_is_evaluated_with_the_scaling_rule_it_records(task):
     """An allocation records the rule it was measured with; a sweep evaluates it with that
     rule, whatever it applies to its plain tables, and the record says which."""
-    from aihwkit_slicing.assignment import TableAssignment
+    from aihwkit_slicing.design.assignment import TableAssignment
 
     rules = {"features": "seed", "*": "4x4lvl-base"}
     recorded = TableAssignment(rules, scale={"scale": "max", "per_channel": False})
@@ -291,8 +291,8 @@ def test_an_assignment_is_evaluated_with_the_scaling_rule_it_records(task):
 
 
 def test_an_assignment_recorded_noise_aware_gets_level_noise_in_a_plain_sweep(task):
-    from aihwkit_slicing.assignment import TableAssignment
-    from aihwkit_slicing.sweep_plan import Setting, SweepPlan
+    from aihwkit_slicing.design.assignment import TableAssignment
+    from aihwkit_slicing.experiments.sweep_plan import Setting, SweepPlan
 
     recorded = TableAssignment({"*": "4x4lvl-base"}, scale={
         "scale": "mse", "per_channel": True, "noise_aware": [86400.0]})
@@ -306,7 +306,7 @@ def test_an_assignment_recorded_noise_aware_gets_level_noise_in_a_plain_sweep(ta
 
 
 def test_a_matching_recorded_rule_does_not_warn(task, recwarn):
-    from aihwkit_slicing.assignment import TableAssignment
+    from aihwkit_slicing.design.assignment import TableAssignment
 
     recorded = TableAssignment({"*": "seed"}, scale={"scale": "mse", "per_channel": True})
     run_sweep(task, tables={"a": recorded}, times=[1.0], repeats=1, progress=False)
@@ -315,15 +315,15 @@ def test_a_matching_recorded_rule_does_not_warn(task, recwarn):
 
 @pytest.mark.parametrize("scale", [{"noise_aware": None}, {"noise_aware": []}, None, {}])
 def test_an_empty_or_none_rule_entry_is_not_recorded(scale):
-    from aihwkit_slicing.assignment import ScalingRule, TableAssignment
+    from aihwkit_slicing.design.assignment import ScalingRule, TableAssignment
 
     assignment = TableAssignment({"*": "seed"}, scale=scale)
     assert assignment.scale == {} and assignment.scaling_rule() == ScalingRule()
 
 
 def test_the_sweeps_level_noise_follows_the_settings_drift_compensation(task):
-    from aihwkit_slicing.encodings import level_noise
-    from aihwkit_slicing.sweep_plan import SweepPlan, stable_seed
+    from aihwkit_slicing.design.encodings import level_noise
+    from aihwkit_slicing.experiments.sweep_plan import SweepPlan, stable_seed
 
     plan = SweepPlan(task="digits", metric="accuracy", tables={"t": "4x4lvl-base"},
                      noise_models={"pcm": "pcm"}, compensations=[True, False],
@@ -351,7 +351,7 @@ def test_the_sweeps_level_noise_follows_the_settings_drift_compensation(task):
     ("mse", "scaling rule must be a dict"),
 ])
 def test_a_bad_recorded_rule_is_named(scale, message):
-    from aihwkit_slicing.assignment import TableAssignment
+    from aihwkit_slicing.design.assignment import TableAssignment
 
     with pytest.raises(ValueError, match=message):
         TableAssignment({"*": "seed"}, scale=scale)
@@ -409,7 +409,7 @@ def test_noise_aware_clipping_is_recorded_and_needs_mse(task):
 
 
 def test_each_noise_model_gets_default_times_it_supports(task):
-    from aihwkit_slicing.noise_models import default_times
+    from aihwkit_slicing.integration.noise_models import default_times
 
     assert default_times("reram") == [1.0, 86400.0, 172800.0]
     result = run_sweep(task, tables=["aihwkit-1pair"], noise_models=["reram"], repeats=1,
@@ -422,7 +422,7 @@ def test_two_local_clusters_at_once_start_without_a_port_warning():
     start a cluster; the second warned 'Port 8787 is already in use'."""
     import warnings
 
-    from aihwkit_slicing.distributed import start_local_cluster
+    from aihwkit_slicing.experiments.distributed import start_local_cluster
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -440,7 +440,7 @@ def test_dask_workers_get_glibcs_malloc_thresholds_back():
     if sys.platform != "linux" or not ctypes.util.find_library("c"):
         pytest.skip("glibc only")
     script = ("import resource, torch\n"
-              "from aihwkit_slicing.distributed import restore_malloc_thresholds\n"
+              "from aihwkit_slicing.experiments.distributed import restore_malloc_thresholds\n"
               "assert restore_malloc_thresholds()\n"
               "before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
               "for _ in range(50):\n"

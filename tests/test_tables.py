@@ -1,4 +1,4 @@
-"""Unit and property tests of :mod:`aihwkit_slicing.tables` (ProgrammingTable and builders).
+"""Unit and property tests of :mod:`aihwkit_slicing.core.tables` (ProgrammingTable and builders).
 
 Small tables are checked against a brute-force computation written here, independent of
 the package: enumerate the columns, compute ``u_j = sum_k f_k (gp_k - gm_k)``, group equal
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aihwkit_slicing.tables import (
+from aihwkit_slicing.core.tables import (
     ENCODING_RULES,
     LEVEL_TOLERANCE,
     MAX_COLUMNS,

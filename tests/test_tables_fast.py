@@ -1,4 +1,4 @@
-"""The table building of :mod:`aihwkit_slicing.tables` equals the frozen reference exactly.
+"""The table building of :mod:`aihwkit_slicing.core.tables` equals the frozen reference exactly.
 
 ``tests/reference_tables.py`` is a copy of the slow pure-Python implementation (level
 grouping, selection by rule, explicit encodings, ``g_lst`` validation and signed-digit
@@ -24,8 +24,8 @@ from reference_tables import (
     reference_validate_g_lst,
 )
 
-from aihwkit_slicing import tables as tables_module
-from aihwkit_slicing.tables import (
+from aihwkit_slicing.core import tables as tables_module
+from aihwkit_slicing.core.tables import (
     ENCODING_RULES,
     ProgrammingTable,
     bit_sliced,

@@ -1,0 +1,1 @@
+"""The ``aihwkit-slicing`` command (``aihwkit-slicing --help``)."""

@@ -1,0 +1,373 @@
+"""Nearest-level lookup: weights in microsiemens to table columns to conductances.
+
+This is the numeric core of the converter. Quantization is a lookup, not a search:
+the sorted levels of a :class:`~aihwkit_slicing.core.tables.ProgrammingTable` give the
+midpoints between neighbouring levels once, :func:`torch.bucketize` finds each
+weight's level, and :func:`torch.gather` copies that level's column of conductances
+into the ``2P`` output tensors. The weights are walked in chunks, so the level
+indices (int64) only ever exist for one chunk: memory stays ``O(devices x weights)``
+and never ``O(weights x levels)``.
+
+Rounding rule: a weight goes to the nearest level; a weight exactly halfway between
+two levels goes to the one closer to zero. This keeps quantization symmetric
+(``q(-w) == -q(w)``) for symmetric tables.
+
+Speed: :func:`torch.bucketize` is a generic binary search (about 10 ns per weight on
+one CPU core). Tables usually have evenly spaced levels, so the lookup first tries a
+:class:`CellIndex`: a uniform grid of cells, each holding at most one boundary, which
+gives the same index with a few elementwise operations and one comparison (exact, see
+its docstring). Tables where no such grid of modest size exists use ``bucketize``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from aihwkit_slicing.core.tables import ProgrammingTable
+
+#: Elements per chunk on the CPU: the chunk's level indices stay in cache.
+CPU_CHUNK = 2**17
+#: Elements per chunk on accelerators: few, large kernels.
+ACCELERATOR_CHUNK = 2**24
+#: Largest grid a CellIndex may use; beyond it the lookup falls back to bucketize.
+MAX_CELLS = 2**16
+
+
+@dataclass(frozen=True)
+class LevelNoise:
+    """Expected device error of each level of a table (noise-aware quantization).
+
+    Made by :func:`aihwkit_slicing.design.encodings.level_noise` from a noise model.
+
+    Attributes:
+        mean: per level (ascending), the mean error of the represented weight, in
+            microsiemens (programmed or drifted cell minus its level).
+        mean_square: per level, the mean squared error, in microsiemens squared.
+        description: where the numbers come from (noise model, times).
+    """
+
+    mean: Tuple[float, ...]
+    mean_square: Tuple[float, ...]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.mean_square):
+            raise ValueError(
+                f"level_noise needs as many mean as mean_square values, got "
+                f"{len(self.mean)} and {len(self.mean_square)}"
+            )
+        if not all(math.isfinite(v) for v in self.mean + self.mean_square) or any(
+            v < 0 for v in self.mean_square
+        ):
+            raise ValueError("level_noise values must be finite, mean_square >= 0")
+
+    @classmethod
+    def average(cls, noises: Sequence["LevelNoise"], description: str = "") -> "LevelNoise":
+        """The mean of several level-noise statistics (for example over inference times)."""
+        if not noises:
+            raise ValueError("average needs at least one LevelNoise")
+        mean = torch.tensor([n.mean for n in noises], dtype=torch.float64).mean(dim=0)
+        square = torch.tensor([n.mean_square for n in noises], dtype=torch.float64).mean(dim=0)
+        description = description or "average over " + ", ".join(
+            n.description for n in noises)
+        return cls(tuple(mean.tolist()), tuple(square.tolist()), description)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the lookup computes in: float64 for float64 weights, else float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+class CellIndex:
+    """``torch.bucketize(x, boundaries)`` for sorted boundaries, by a uniform grid.
+
+    The real line is cut into cells of width ``h`` starting at ``x0``; the cell of
+    ``x`` is ``clamp(floor((x - x0) / h), 0, n - 1)``, computed by the same torch
+    operations for the boundaries and for ``x``. If every cell holds at most one
+    boundary, then ``#{b < x} = count[cell(x)] + (x > bound[cell(x)])``, where
+    ``count[c]`` is the number of boundaries in lower cells and ``bound[c]`` the
+    boundary in cell ``c`` (or ``+inf``). This is exact, whatever the rounding:
+    ``cell`` is monotone, so a boundary in a lower cell is below ``x``, one in a
+    higher cell above it, and the one in the same cell is compared directly.
+
+    Use :meth:`build`, which returns None if no grid of at most :data:`MAX_CELLS`
+    cells puts the boundaries in separate cells.
+    """
+
+    def __init__(self, x0: Tensor, inv_h: Tensor, n_cells: int, count: Tensor, bound: Tensor):
+        self.x0, self.inv_h, self.n_cells = x0, inv_h, n_cells
+        self.count, self.bound = count, bound
+
+    def cell(self, x: Tensor) -> Tensor:
+        """The cell (int64) of every element of ``x``."""
+        # clamp before the integer conversion, which truncates: on [0, n - 1] that is
+        # floor, and the whole map stays monotone in x.
+        return (x - self.x0).mul_(self.inv_h).clamp_(0, self.n_cells - 1).long()
+
+    def __call__(self, x: Tensor) -> Tensor:
+        # index_select, not advanced indexing: several times faster for small tables
+        c = self.cell(x).reshape(-1)
+        # comparing straight into an int64 tensor avoids a slow bool -> int64 cast
+        above = torch.gt(x.reshape(-1), torch.index_select(self.bound, 0, c),
+                         out=torch.empty_like(c))
+        if self.count is None:  # cell c holds boundary c: count[c] == c
+            return c.add_(above).reshape(x.shape)
+        return torch.index_select(self.count, 0, c).add_(above).reshape(x.shape)
+
+    @classmethod
+    def build(cls, boundaries: Tensor) -> Optional["CellIndex"]:
+        """A cell index for ``boundaries`` (sorted, 1-d), or None."""
+        if boundaries.numel() == 0:
+            return None
+        b = boundaries
+        gaps = torch.diff(b.double())
+        h = float(gaps.min()) if gaps.numel() else 1.0
+        span = float(b[-1].double() - b[0].double())
+        while h > 0 and span / h + 2 <= MAX_CELLS:
+            x0 = b[0].double() - h / 2
+            n_cells = int(span / h) + 2
+            index = cls(x0.to(b.dtype), torch.tensor(1.0 / h, dtype=b.dtype), n_cells,
+                        torch.empty(0), torch.empty(0))
+            cells = index.cell(b.clone())
+            if torch.all(cells[1:] > cells[:-1]):
+                count = torch.zeros(n_cells, dtype=torch.long)
+                count.index_add_(0, cells, torch.ones_like(cells))
+                index.count = torch.cumsum(count, 0) - count
+                if torch.equal(index.count, torch.arange(n_cells)):
+                    index.count = None
+                index.bound = torch.full((n_cells,), float("inf"), dtype=b.dtype)
+                index.bound[cells] = b
+                return index
+            h /= 2
+        return None
+
+    def to(self, device: torch.device) -> "CellIndex":
+        """This index with its tensors on ``device``."""
+        count = None if self.count is None else self.count.to(device)
+        return CellIndex(self.x0.to(device), self.inv_h.to(device), self.n_cells, count,
+                         self.bound.to(device))
+
+
+class LevelQuantizer:
+    """Maps weights (already scaled to microsiemens) onto a table's levels.
+
+    Args:
+        table: the programming table; its selected encodings decide the conductances.
+        level_noise: optional expected device error of every level
+            (:class:`~aihwkit_slicing.core.scaling.LevelNoise`). A weight then goes to the
+            level whose *expected read-back* is nearest: the boundary between levels
+            ``j`` and ``j + 1`` is where ``(x - m_j)**2 + v_j`` equals
+            ``(x - m_{j+1})**2 + v_{j+1}`` (``m`` mean read-back, ``v`` its variance),
+            kept between the two levels. Without it, boundaries are the midpoints.
+
+    The small lookup tensors (boundaries, levels, conductances per level) are made
+    once per dtype and device and cached.
+    """
+
+    def __init__(self, table: ProgrammingTable, level_noise: Optional[LevelNoise] = None):
+        self.table = table
+        self._levels = torch.as_tensor(table.levels, dtype=torch.float64)
+        self.boundaries_us = self._boundaries(level_noise)
+        self._conductances = torch.as_tensor(table.level_conductances, dtype=torch.float64)
+        self._cache: Dict[Tuple[torch.dtype, torch.dtype, torch.device], Tuple[Tensor, ...]] = {}
+        self._cell_index: Dict[Tuple[torch.dtype, torch.dtype, torch.device],
+                               Optional[CellIndex]] = {}
+        self._noise_cache: Dict[Tuple, Tuple[LevelNoise, Tuple[Tensor, Tensor]]] = {}
+
+    def _boundaries(self, level_noise: Optional[LevelNoise]) -> Tensor:
+        """Decision boundaries between neighbouring levels (microsiemens, float64)."""
+        low, high = self._levels[:-1], self._levels[1:]
+        if level_noise is None:
+            return (low + high) / 2
+        mean = self._levels + torch.as_tensor(level_noise.mean, dtype=torch.float64)
+        var = (torch.as_tensor(level_noise.mean_square, dtype=torch.float64)
+               - torch.as_tensor(level_noise.mean, dtype=torch.float64).square()).clamp(min=0)
+        gap = mean[1:] - mean[:-1]
+        equal_cost = (mean[1:].square() - mean[:-1].square() + var[1:] - var[:-1]) / (2 * gap)
+        equal_cost = torch.where(gap > 0, equal_cost, (low + high) / 2)
+        return torch.minimum(torch.maximum(equal_cost, low), high)
+
+    @property
+    def level_step(self) -> Optional[float]:
+        """The spacing of the levels (microsiemens) if they are evenly spaced, else None."""
+        if "_level_step" not in self.__dict__:
+            gaps = torch.diff(self._levels)
+            step = float(gaps.mean())
+            even = bool(torch.all((gaps - step).abs() <= 1e-9 * step))
+            self._level_step = step if even else None
+        return self._level_step
+
+    @property
+    def uniform_step(self) -> Optional[float]:
+        """The spacing of the levels (microsiemens) if they are evenly spaced and the
+        boundaries are their midpoints, else None."""
+        if "_uniform_step" not in self.__dict__:
+            midpoints = torch.equal(self.boundaries_us, (self._levels[:-1] + self._levels[1:]) / 2)
+            self._uniform_step = self.level_step if midpoints else None
+        return self._uniform_step
+
+    def lookup_tensors(
+        self, out_dtype: torch.dtype, device: torch.device
+    ) -> Tuple[Tensor, Tensor, Tensor]:
+        """``(boundaries, levels, conductances)`` for weights of ``out_dtype`` on ``device``.
+
+        ``boundaries`` and ``levels`` are in the compute dtype, ``conductances``
+        (``2P x n_levels``, microsiemens) in ``out_dtype``.
+        """
+        key = (out_dtype, compute_dtype(out_dtype), torch.device(device))
+        if key not in self._cache:
+            cdtype = key[1]
+            levels = self._levels.to(cdtype)
+            mids = self.boundaries_us.to(cdtype)
+            # bucketize sends x == boundary to the lower level. For negative midpoints
+            # the level closer to zero is the upper one, so move those boundaries down
+            # by one ulp: ties then round toward zero on both sides.
+            mids = torch.where(
+                mids < 0, torch.nextafter(mids, torch.full_like(mids, -float("inf"))), mids
+            )
+            self._cache[key] = (
+                mids.to(device),
+                levels.to(device),
+                self._conductances.to(out_dtype).to(device),
+            )
+            cells = CellIndex.build(mids)
+            self._cell_index[key] = None if cells is None else cells.to(device)
+        return self._cache[key]
+
+    def noise_tensors(self, level_noise: Optional[LevelNoise], dtype: torch.dtype,
+                      device: torch.device) -> Optional[Tuple[Tensor, Tensor]]:
+        """``(mean, mean_square)`` of ``level_noise`` per level as tensors on ``device``
+        (cached: copied to the device once), or None without level noise."""
+        if level_noise is None:
+            return None
+        key = (id(level_noise), dtype, torch.device(device))
+        cached = self._noise_cache.get(key)
+        if cached is None or cached[0] is not level_noise:
+            tensors = tuple(torch.as_tensor(values, dtype=dtype).to(device) for values in
+                            (level_noise.mean, level_noise.mean_square))
+            cached = (level_noise, tensors)
+            self._noise_cache[key] = cached
+        return cached[1]
+
+    def level_index(self, x_us: Tensor) -> Tensor:
+        """Index (int64) of the nearest level of each of ``x_us`` (compute dtype, uS)."""
+        boundaries = self.lookup_tensors(x_us.dtype, x_us.device)[0]
+        cells = self._cell_index[(x_us.dtype, compute_dtype(x_us.dtype), x_us.device)]
+        if cells is None:
+            return torch.bucketize(x_us, boundaries)
+        return cells(x_us)
+
+    def encode(
+        self,
+        weights: Tensor,
+        scale: Optional[Tensor] = None,
+        chunk: Optional[int] = None,
+    ) -> Tensor:
+        """Conductances of the nearest level for every weight.
+
+        Args:
+            weights: weights of any shape; floating point.
+            scale: multiplies ``weights`` into microsiemens; a 0-d tensor, a tensor
+                broadcastable to ``weights`` or ``None`` (weights already in uS).
+            chunk: elements per chunk (default: :data:`CPU_CHUNK` on the CPU,
+                :data:`ACCELERATOR_CHUNK` elsewhere).
+
+        Returns:
+            A ``(2P, *weights.shape)`` tensor of conductances in microsiemens, in the
+            dtype and on the device of ``weights``; row ``d`` is device ``d``.
+        """
+        n_devices = self.table.n_devices
+        out = torch.empty((n_devices,) + tuple(weights.shape), dtype=weights.dtype,
+                          device=weights.device)
+        if weights.numel() == 0:
+            return out
+        cdtype = compute_dtype(weights.dtype)
+        conductances = self.lookup_tensors(weights.dtype, weights.device)[2]
+        if chunk is None:
+            chunk = CPU_CHUNK if weights.device.type == "cpu" else ACCELERATOR_CHUNK
+        flat_out = out.view(n_devices, -1)
+        scalar_scale = scale is None or scale.dim() == 0 or scale.numel() == 1
+        per_row = (not scalar_scale and weights.dim() > 0 and scale.numel() == weights.shape[0]
+                   and scale.shape[0] == weights.shape[0])
+        if scalar_scale or per_row:
+            # walk the weights in chunks of whole rows (per row: one scale each), so no
+            # weights-sized temporary is ever made
+            rows = weights.reshape(weights.shape[0] if per_row else 1, -1)
+            factors = None if scale is None else scale.reshape(-1, 1).to(cdtype)
+            row_len = rows.shape[1]
+            if per_row and row_len < chunk:
+                steps = [(r0, min(rows.shape[0], r0 + chunk // row_len), 0, row_len)
+                         for r0 in range(0, rows.shape[0], max(1, chunk // row_len))]
+            else:
+                steps = [(r, r + 1, c0, min(row_len, c0 + chunk))
+                         for r in range(rows.shape[0]) for c0 in range(0, row_len, chunk)]
+            for r0, r1, c0, c1 in steps:
+                x = rows[r0:r1, c0:c1].to(cdtype)
+                if factors is not None:
+                    x = x * (factors[r0:r1] if per_row else factors[0])
+                index = self.level_index(x.reshape(-1))
+                start = r0 * row_len + c0
+                dst = flat_out[:, start:start + index.numel()]
+                torch.gather(conductances, 1, index.expand(n_devices, -1), out=dst)
+            return out
+        # any other broadcastable scale (e.g. one per output column, [1, out]): scale
+        # the whole tensor once, then walk it flat
+        source = (weights.to(cdtype) * scale.to(cdtype)).reshape(-1)
+        for start in range(0, source.numel(), chunk):
+            index = self.level_index(source[start:start + chunk])
+            dst = flat_out[:, start:start + chunk]
+            torch.gather(conductances, 1, index.expand(n_devices, -1), out=dst)
+        return out
+
+    def decode(self, conductances: Sequence[Tensor], scale: Union[Tensor, float]) -> Tensor:
+        """Weights from device conductances: ``sum_k f_k (gp_k - gm_k) / scale``.
+
+        Args:
+            conductances: ``2P`` tensors in microsiemens (``gp0, gm0, gp1, ...``).
+            scale: microsiemens per weight unit, 0-d or broadcastable to the weights.
+
+        Returns:
+            The weights in the dtype and on the device of the conductances, computed
+            in the compute dtype. Each pair's difference is formed first, so swapping
+            every pair's plus and minus device negates the result exactly
+            (``q(-w) == -q(w)``). The sum runs in chunks, so the pair differences
+            never need a weights-sized temporary.
+        """
+        first = conductances[0]
+        cdtype = compute_dtype(first.dtype)
+        f_lst = self.table.f_lst
+        scale = torch.as_tensor(scale, device=first.device).to(cdtype)
+        shape = first.shape
+        total = torch.empty(shape, dtype=cdtype, device=first.device)
+        flat_total = total.view(-1)
+        flat = [g.reshape(-1) for g in conductances]
+        chunk = CPU_CHUNK if total.device.type == "cpu" else ACCELERATOR_CHUNK
+        for start in range(0, flat_total.numel(), chunk):
+            part = flat_total[start:start + chunk]
+            torch.sub(flat[0][start:start + chunk], flat[1][start:start + chunk], out=part)
+            if f_lst[0] != 1.0:
+                part.mul_(f_lst[0])
+            for k in range(1, len(f_lst)):
+                difference = torch.sub(flat[2 * k][start:start + chunk],
+                                       flat[2 * k + 1][start:start + chunk])
+                part.add_(difference, alpha=f_lst[k])
+        if scale.dim() == 0 or torch.broadcast_shapes(scale.shape, shape) == shape:
+            total.div_(scale)
+        else:
+            total = total / scale
+        return total.to(first.dtype)
+
+    def zero_conductances(self, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """Per device, the conductance (microsiemens) encoding a zero weight."""
+        return self.encode(torch.zeros(1, dtype=dtype, device=device))[:, 0]
+
+    def nearest_levels(self, x_us: Tensor) -> Tensor:
+        """The level (microsiemens, compute dtype) nearest to each of ``x_us``."""
+        levels = self.lookup_tensors(x_us.dtype, x_us.device)[1]
+        index = self.level_index(x_us.to(levels.dtype))
+        return torch.index_select(levels, 0, index.reshape(-1)).reshape(index.shape)

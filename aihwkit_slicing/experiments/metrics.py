@@ -1,0 +1,78 @@
+"""What programming and drift did to an analog model's weights.
+
+* :func:`weight_errors` -- how far every tile's effective weights are from the weights
+  it was programmed from;
+* :func:`clipped_fractions` -- per tile, the fraction of weights that saturated on an
+  outermost level when it was programmed with
+  :class:`~aihwkit_slicing.core.converter.QuantizedSlicedConductanceConverter`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict
+
+import torch
+from torch import nn
+
+from aihwkit_slicing.core.device_state import state_of
+
+
+@torch.no_grad()
+def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
+    """How far the analog weights are from the floating-point ones.
+
+    For every analog tile, the effective weights (current tile weights times the drift
+    compensation factor ``alpha``) are compared with the weights the tile was
+    programmed from, relative to that tile's ``max|w|``.
+
+    Returns:
+        ``weight_rms_error``: root mean square of the relative error over all weights;
+        ``weight_max_error``: the largest relative error.
+    """
+    squares, count, worst = 0.0, 0, 0.0
+    for tile in analog_model.analog_tiles():
+        reference = getattr(tile, "reference_combined_weights", None)
+        if reference is None:
+            continue
+        weights = tile.tile.get_weights().to(reference.device)
+        alpha = getattr(tile, "alpha", None)
+        if alpha is not None:
+            weights = weights * alpha.to(weights)
+        scale = reference.abs().max().clamp(min=torch.finfo(reference.dtype).tiny)
+        error = ((weights - reference) / scale).double()
+        squares += float(error.square().sum())
+        count += error.numel()
+        worst = max(worst, float(error.abs().max()))
+    rms = math.sqrt(squares / count) if count else float("nan")
+    return {"weight_rms_error": rms, "weight_max_error": worst if count else float("nan")}
+
+
+
+def clipped_fractions(analog_model: nn.Module) -> Dict[str, float]:
+    """Per programmed tile, the fraction of its non-zero weights that saturated.
+
+    aihwkit deep-copies the converter into every tile, so the converter object a user
+    built never sees these numbers; they are kept with each tile's programmed devices.
+
+    Returns:
+        ``{tile name: fraction}`` for every tile programmed with our converter (tile
+        names as in ``named_analog_tiles()``, e.g. ``"0.analog_tile"``); tiles that are
+        not programmed or use another converter are left out.
+    """
+    fractions = {}
+    for name, tile in _named_analog_tiles(analog_model):
+        programmed = getattr(tile, "programmed_weights", None)
+        state = state_of(programmed) if programmed is not None else None
+        if state is not None:
+            fractions[name] = state.clipped_fraction
+    return fractions
+
+
+def _named_analog_tiles(model: nn.Module):
+    named = getattr(model, "named_analog_tiles", None)
+    if named is not None:
+        yield from named()
+        return
+    for index, tile in enumerate(model.analog_tiles()):
+        yield str(index), tile

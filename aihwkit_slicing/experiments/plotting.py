@@ -1,0 +1,280 @@
+"""Pictures: sweep results against time, and the conductances of programmed devices.
+
+* :func:`plot_sweep` -- the main figure of a sweep: the metric against time (one
+  colour per table, solid with drift compensation, dashed without, a band of +-1
+  standard deviation over repeats) and the metric per table at 1 day and 1 year with
+  error bars;
+* :func:`plot_metric_vs_time` -- the first panel alone, on given axes;
+* :func:`plot_conductances` -- per device of the unit cell, the histogram of the
+  programmed (or drifted) conductances of a model's tiles, with the table's levels.
+
+Everything returns matplotlib objects and writes a PNG when given a path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from aihwkit_slicing.core.device_state import state_of
+from aihwkit_slicing.experiments.results import SweepResult, format_time
+
+#: Marked on the time axis, in seconds.
+TIME_TICKS = [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0, 315360000.0]
+TIME_LABELS = ["1 s", "1 h", "1 day", "1 month", "1 year", "10 years"]
+#: The times of the second panel (when swept), in seconds.
+PANEL_TIMES = [86400.0, 31536000.0]
+
+
+def _pyplot(path: Any, ax: Any) -> Any:
+    import matplotlib
+
+    if ax is None and path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _lines(result: SweepResult) -> Dict[Tuple[str, Any], List[Dict[str, Any]]]:
+    """Summary rows grouped by (table, compensation), in first-seen order."""
+    lines: Dict[Tuple[str, Any], List[Dict[str, Any]]] = {}
+    for row in result.summary():
+        lines.setdefault((row["table"], row["compensation"]), []).append(row)
+    return lines
+
+
+def _devices(row: Dict[str, Any]) -> str:
+    value = float(row["n_devices"])
+    text = f"{value:g}" if value == int(value) else f"{value:.2f}"
+    return f"{text} device{'s' if value != 1 else ''}/weight"
+
+
+def plot_metric_vs_time(result: SweepResult, path: Union[str, Path, None] = None,
+                        ax: Any = None, title: Optional[str] = None) -> Any:
+    """The main metric against time after programming (log axis), one line per table.
+
+    One colour per table; solid lines with drift compensation, dashed without; the
+    shaded band is +-1 standard deviation over repeats; the dotted black line is the
+    floating-point network. The legend gives each table's devices per weight.
+    Saves a PNG to ``path`` if given. Returns the axes.
+    """
+    plt = _pyplot(path, ax)
+    own_figure = ax is None
+    if own_figure:
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    lines = _lines(result)
+    tables = list(dict.fromkeys(table for table, _ in lines))
+    colours = {t: f"C{i % 10}" for i, t in enumerate(tables)}
+    both = len({comp for _, comp in lines}) > 1
+    for (table, comp), points in lines.items():
+        points.sort(key=lambda r: r["t_inference"])
+        t = [max(p["t_inference"], 0.1) for p in points]
+        mean = [p["value_mean"] for p in points]
+        std = [p["value_std"] for p in points]
+        label = f"{table} ({_devices(points[0])})"
+        if both:
+            label += ", compensated" if comp else ", not compensated"
+        ax.plot(t, mean, marker="o", markersize=3, color=colours[table],
+                linestyle="-" if comp else "--", label=label)
+        ax.fill_between(t, [m - s for m, s in zip(mean, std)],
+                        [m + s for m, s in zip(mean, std)], color=colours[table], alpha=0.15,
+                        linewidth=0)
+    reference = result.reference.get(result.metric)
+    if reference is not None:
+        ax.axhline(reference, color="black", linestyle=":", label="floating point")
+    ax.fill_between([], [], [], color="grey", alpha=0.15,
+                    label=f"+-1 std over {_repeats(result)} repeats")
+    ax.set_xscale("log")
+    shown = [i for i, tick in enumerate(TIME_TICKS)
+             if min(result.times or [1.0]) / 3 <= tick <= max(result.times or [1.0]) * 3]
+    ax.set_xticks([TIME_TICKS[i] for i in shown], [TIME_LABELS[i] for i in shown])
+    ax.minorticks_off()
+    ax.set_xlabel("time after programming")
+    ax.set_ylabel(result.metric)
+    ax.set_title(title or f"{result.task}: {result.metric} under drift")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    if own_figure:
+        _finish(plt, fig, path)
+    return ax
+
+
+def _repeats(result: SweepResult) -> int:
+    rows = result.summary()
+    return max((r["repeats"] for r in rows), default=0)
+
+
+def plot_metric_at_times(result: SweepResult, times: Sequence[float] = PANEL_TIMES,
+                         ax: Any = None, path: Union[str, Path, None] = None) -> Any:
+    """The metric per table at a few times, as points with +-1 std error bars.
+
+    Tables are sorted by the metric at the last of ``times`` (best first). Times not
+    in the sweep are left out (the last swept time stands in if none is there).
+    """
+    plt = _pyplot(path, ax)
+    own_figure = ax is None
+    if own_figure:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+    times = [t for t in times if t in result.times] or result.times[-1:]
+    rows = [r for r in result.summary() if r["t_inference"] in times]
+    labels = list(dict.fromkeys((r["table"], r["compensation"]) for r in rows))
+    last = {(r["table"], r["compensation"]): r["value_mean"] for r in rows
+            if r["t_inference"] == times[-1]}
+    labels.sort(key=lambda key: -last.get(key, float("-inf")))
+    both = len({comp for _, comp in labels}) > 1
+    width = 0.8 / max(1, len(times))
+    for i, t in enumerate(times):
+        by_label = {(r["table"], r["compensation"]): r for r in rows if r["t_inference"] == t}
+        xs = [j + (i - (len(times) - 1) / 2) * width for j in range(len(labels))]
+        ax.errorbar(xs, [by_label[k]["value_mean"] if k in by_label else float("nan")
+                         for k in labels],
+                    yerr=[by_label[k]["value_std"] if k in by_label else 0.0 for k in labels],
+                    fmt="o", capsize=3, label=f"after {format_time(t)}")
+    names = [table + ("" if not both else (" (comp.)" if comp else " (no comp.)"))
+             for table, comp in labels]
+    ax.set_xticks(range(len(labels)), names, rotation=30, ha="right", fontsize="small")
+    reference = result.reference.get(result.metric)
+    if reference is not None:
+        ax.axhline(reference, color="black", linestyle=":", label="floating point")
+    ax.set_ylabel(f"{result.metric} (mean +- 1 std)")
+    ax.set_title("per table, best first")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize="small")
+    if own_figure:
+        _finish(plt, fig, path)
+    return ax
+
+
+def plot_sweep(result: SweepResult, path: Union[str, Path, None] = None) -> Any:
+    """The sweep's figure: metric against time, and per table at 1 day and 1 year.
+
+    Saves a PNG to ``path`` if given. Returns the figure.
+    """
+    plt = _pyplot(path, None)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5),
+                                      gridspec_kw={"width_ratios": [1.5, 1]})
+    plot_metric_vs_time(result, ax=left)
+    plot_metric_at_times(result, ax=right)
+    _finish(plt, fig, path, close=False)
+    return fig
+
+
+def _finish(plt: Any, fig: Any, path: Union[str, Path, None], close: bool = True) -> None:
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        if close:
+            plt.close(fig)
+
+
+# ============================================================ conductances
+@torch.no_grad()
+def device_conductances(model_or_tile: nn.Module, state: str = "programmed",
+                        t: Optional[float] = None, seed: int = 0
+                        ) -> Tuple[List[torch.Tensor], Any]:
+    """Per device of the unit cell, the conductances (uS) of all programmed tiles.
+
+    Args:
+        model_or_tile: an analog model or one analog tile programmed with
+            :class:`~aihwkit_slicing.core.converter.QuantizedSlicedConductanceConverter`.
+        state: ``"programmed"`` or ``"drifted"``.
+        t: for ``"drifted"``, seconds after programming: the tiles' devices are drifted
+            from their programmed conductances with their own drift coefficients and
+            their noise model (a fresh draw of read noise, seeded by ``seed``). Without
+            ``t``, the drifted devices an IR-drop tile keeps are used.
+        seed: seed of the drift draw.
+
+    Returns:
+        ``2P`` flat tensors (device ``d`` of every weight of every tile) and the table.
+
+    Raises:
+        ValueError: if no tile is programmed with our converter, tiles use different
+            tables, ``state`` is unknown, or the drifted state is not known.
+    """
+    if state not in ("programmed", "drifted"):
+        raise ValueError(f"state must be 'programmed' or 'drifted', got {state!r}")
+    tiles = list(model_or_tile.analog_tiles()) if hasattr(model_or_tile, "analog_tiles") \
+        else [model_or_tile]
+    per_device: List[List[torch.Tensor]] = []
+    table = None
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for tile in tiles:
+            programmed = getattr(tile, "programmed_weights", None)
+            devices = state_of(programmed) if programmed is not None else None
+            if devices is None:
+                continue
+            converter = tile.rpu_config.noise_model.g_converter
+            if table is None:
+                table = converter.table
+            elif converter.table != table:
+                raise ValueError("the tiles use different tables; plot them one by one")
+            if state == "programmed":
+                conductances = devices.conductances
+            elif t is not None:
+                noise_model = tile.rpu_config.noise_model
+                conductances = [noise_model.apply_drift_noise_to_conductance(g.clone(), nu, t)
+                                for g, nu in zip(devices.conductances,
+                                                 tile.drift_noise_parameters)]
+            elif devices.current is not None:
+                conductances = devices.current.conductances
+            else:
+                raise ValueError("the drifted devices of this tile are not kept (only IR-drop "
+                                 "tiles keep them); pass t= to drift its programmed devices")
+            if not per_device:
+                per_device = [[] for _ in conductances]
+            for d, g in enumerate(conductances):
+                per_device[d].append(g.detach().reshape(-1).float().cpu())
+    finally:
+        torch.random.set_rng_state(generator_state)
+    if table is None:
+        raise ValueError("no tile is programmed with QuantizedSlicedConductanceConverter; "
+                         "call program_analog_weights() first")
+    return [torch.cat(parts) for parts in per_device], table
+
+
+def plot_conductances(model_or_tile: nn.Module, state: str = "programmed",
+                      t: Optional[float] = None, path: Union[str, Path, None] = None,
+                      bins: int = 120, seed: int = 0, axes: Any = None) -> Any:
+    """Histograms of every device's conductance, one panel per device of the cell.
+
+    The table's target conductances of each device are marked with vertical lines;
+    counts are on a log axis so that rare states show. See
+    :func:`device_conductances` for ``state``, ``t`` and ``seed``. Saves a PNG to
+    ``path`` if given. Returns the axes.
+    """
+    conductances, table = device_conductances(model_or_tile, state, t, seed)
+    plt = _pyplot(path, axes)
+    n = len(conductances)
+    own_figure = axes is None
+    if own_figure:
+        columns = 2
+        fig, axes = plt.subplots(n // columns, columns, figsize=(10, 1.9 * n // columns + 0.6),
+                                 sharex=True, squeeze=False)
+    flat_axes = list(axes.flat) if hasattr(axes, "flat") else list(axes)
+    top = max(float(g.max()) for g in conductances)
+    low = min(0.0, min(float(g.min()) for g in conductances))
+    edges = torch.linspace(low, max(top, table.g_max) * 1.02, bins + 1).tolist()
+    targets = table.conductances
+    when = "programmed" if state == "programmed" else (
+        f"drifted to {format_time(t)}" if t is not None else "drifted")
+    for d, (ax, g) in enumerate(zip(flat_axes, conductances)):
+        pair, side = divmod(d, 2)
+        ax.hist(g.numpy(), bins=edges, color=f"C{pair}", alpha=0.8)
+        for level in sorted(set(targets[d].tolist())):
+            ax.axvline(level, color="black", linewidth=0.6, linestyle=":")
+        ax.set_yscale("log")
+        ax.set_title(f"{'gp' if side == 0 else 'gm'}{pair} (f = {table.f_lst[pair]:g})",
+                     fontsize="small")
+    for ax in flat_axes[-2:]:
+        ax.set_xlabel("conductance (uS)")
+    if own_figure:
+        fig.suptitle(f"{table.name or 'table'}: device conductances, {when} "
+                     "(dotted: programming targets)")
+        _finish(plt, fig, path)
+    return axes

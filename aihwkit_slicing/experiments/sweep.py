@@ -1,0 +1,336 @@
+"""Drift sweeps: a pretrained network x programming tables x noise models x times.
+
+One call answers "which table keeps the network closest to floating point after an
+hour, a day, a year of drift, under which noise model, with or without drift
+compensation"::
+
+    from aihwkit_slicing.experiments.sweep import run_sweep
+
+    result = run_sweep("digits", tables=["aihwkit-1pair", "seed", "4x4lvl-base"],
+                       times=[1, 3600, 86400], repeats=3, seed=0, out="results")
+    print(result.format_summary())
+
+How it runs:
+
+* A *setting* is a table (a name, a :class:`~aihwkit_slicing.core.tables.ProgrammingTable`,
+  a converter, or a :class:`~aihwkit_slicing.design.assignment.TableAssignment` of tables to
+  layers), a noise model and drift compensation on or off. A *unit* is one setting and
+  one repeat: the network is converted with aihwkit's ``convert_to_analog``, programmed
+  once (``program_analog_weights``), drifted to every time (``drift_analog_weights``)
+  and scored. Sweeps know converters only through aihwkit's rpu_config.
+* Every unit draws its programming noise from a stream seeded by ``seed``, the setting's
+  description and the repeat, and every time its drift and read noise from a stream
+  seeded also by the time itself (:func:`stable_seed`): adding a table or a time, or
+  running units in another order or on other workers, never changes a record.
+* Units run in this process, or as tasks on a Dask cluster (``client=`` or ``workers=``,
+  see :mod:`aihwkit_slicing.experiments.distributed`); workers load the task by name.
+* With ``out=``, every finished unit is appended to ``out/results.csv`` at once and
+  ``out/sweep.json`` describes the sweep; ``resume=True`` skips the units already there.
+
+Defaults: quantized tables scale ``"mse"`` per output channel (the recommended rule;
+the converter's own default is aihwkit's ``"max"`` per tensor); aihwkit's per-column
+weight mapping (so that its continuous converters are not handicapped); ideal peripherals
+(``forward.is_perfect = True``: only the weights are non-ideal); global drift
+compensation on; each noise model's default times (:func:`default_times`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+
+from aihwkit.simulator.parameters.base import RPUConfigBase
+
+from aihwkit_slicing.design.assignment import TableAssignment
+from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter
+from aihwkit_slicing.integration.noise_models import build_noise_model, check_times, default_times
+from aihwkit_slicing.experiments.results import SETTING_FIELDS, ResultsFile, SweepResult, read_records
+from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
+from aihwkit_slicing.core.scaling import validate_rule
+from aihwkit_slicing.experiments.sweep_plan import (
+    DEFAULT_PER_CHANNEL,
+    DEFAULT_SCALE,
+    Setting,
+    SweepPlan,
+    SweepTable,
+    complete_units,
+    normalized_key,
+    run_unit,
+)
+from aihwkit_slicing.experiments.tasks import Task, load_task
+from aihwkit_slicing.core.validation import validate_times
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+# ================================================================= arguments
+def _named(specs: Any, what: str) -> Dict[str, Any]:
+    if isinstance(specs, Mapping) and not isinstance(specs, TableAssignment):
+        named = dict(specs)
+    else:
+        named = {}
+        for spec in (specs if isinstance(specs, (list, tuple)) else [specs]):
+            if isinstance(spec, Mapping) and not isinstance(spec, TableAssignment):
+                spec = TableAssignment(spec)
+            name = _display_name(spec)
+            if name in named:
+                raise ValueError(f"two {what}s are both called {name!r}; give them "
+                                 f"different names")
+            named[name] = spec
+    if not named:
+        raise ValueError(f"name at least one {what}")
+    return named
+
+
+def _display_name(spec: Any) -> str:
+    if isinstance(spec, str):
+        return spec
+    name = getattr(spec, "name", None) or getattr(getattr(spec, "table", None), "name", None)
+    return name or type(spec).__name__
+
+
+def iter_times(text: str) -> Iterable[float]:
+    """Parse ``"1,3600,86400"`` into floats (raises ``ValueError`` naming the bad item)."""
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            value = float(item)
+        except ValueError:
+            raise ValueError(f"times must be numbers of seconds, got {item!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"times must be finite numbers of seconds >= 0, got {item!r}")
+        yield value
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep; says how many units were kept (``kept`` of ``total``)."""
+
+    def __init__(self, kept: int, total: int, path: Optional[Path]):
+        super().__init__(f"interrupted: kept {kept} of {total} units"
+                         + (f" in {path}" if path else ""))
+        self.kept, self.total, self.path = kept, total, path
+
+
+# ===================================================================== sweep
+def run_sweep(
+    task: Union[Task, str],
+    tables: Union[Sequence[SweepTable], Mapping[str, SweepTable]] = tuple(DEFAULT_SWEEP),
+    noise_models: Union[Sequence[Any], Mapping[str, Any]] = ("pcm",),
+    times: Optional[Sequence[float]] = None,
+    repeats: int = 3,
+    seed: int = 0,
+    compensation: Union[bool, Sequence[bool]] = True,
+    peripherals: str = "ideal",
+    mapping: str = "column",
+    scale: str = DEFAULT_SCALE,
+    per_channel: bool = DEFAULT_PER_CHANNEL,
+    percentile: float = 99.9,
+    noise_aware: Optional[Sequence[float]] = None,
+    rpu_config: Optional[RPUConfigBase] = None,
+    device: Union[str, torch.device] = "cpu",
+    threads: Optional[int] = None,
+    out: Union[str, Path, None] = None,
+    resume: bool = False,
+    client: Any = None,
+    workers: Optional[int] = None,
+    progress: bool = True,
+) -> SweepResult:
+    """Program and drift ``task``'s network with every table, noise model and setting.
+
+    Args:
+        task: a :class:`~aihwkit_slicing.experiments.tasks.Task` or the name of a registered one
+            (``"digits"``, ``"minilm"``, see :func:`~aihwkit_slicing.experiments.tasks.register_task`);
+            Dask workers load it by name.
+        tables: table names, :class:`ProgrammingTable` objects, converters (used with
+            their own settings), or per-layer assignments (a
+            :class:`TableAssignment` or a ``{layer pattern: table}`` dict); a sequence
+            (names taken from the tables) or a mapping of display name to table.
+        noise_models: names from :data:`~aihwkit_slicing.integration.noise_models.NOISE_MODELS`,
+            factories or noise model instances; a sequence or a mapping of display
+            name to noise model.
+        times: inference times in seconds after programming (default: the first noise
+            model's :func:`~aihwkit_slicing.integration.noise_models.default_times`).
+        repeats: programmings per setting (fresh programming noise each).
+        seed: records depend on the seed and the settings only.
+        compensation: global drift compensation on, off, or both (``[True, False]``).
+        peripherals: ``"ideal"`` or ``"realistic"`` (see ``make_rpu_config``).
+        mapping: ``"column"`` (default: aihwkit scales every output column to its full
+            range before conversion, what a careful user of aihwkit's own converters
+            does) or ``"tensor"`` (see ``make_rpu_config``).
+        scale, per_channel, percentile: scaling of quantized tables (default: ``"mse"``
+            per output channel); converters passed in keep their own, and so do
+            assignments that record a rule (with a warning where it differs).
+        noise_aware: inference times (seconds): quantized tables clip and assign levels
+            knowing each level's expected device error at these times, simulated with
+            each setting's drift compensation (needs ``scale="mse"``; see
+            :func:`aihwkit_slicing.design.encodings.level_noise`).
+        rpu_config: rpu_config to start from (default ``TorchInferenceRPUConfig()``;
+            aihwkit's compiled ``InferenceRPUConfig`` works too).
+        device: where the network, its tiles and the evaluation run (``"cpu"``,
+            ``"cuda"``, ``"cuda:1"``).
+        threads: torch threads per process (default: the cores available divided by
+            the number of local worker processes).
+        out: a folder: ``results.csv`` grows by each finished unit, ``sweep.json``
+            describes the sweep.
+        resume: skip the units already in ``out`` (refuses a folder holding a sweep
+            with other settings).
+        client: a ``dask.distributed.Client``: run the units on its cluster.
+        workers: start a local Dask cluster of this many processes for the sweep.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`~aihwkit_slicing.experiments.results.SweepResult` (records of the units run now
+        and, when resuming, those found in ``out``).
+
+    Raises:
+        ValueError: for any bad argument (naming it), or a resume into another sweep.
+        SweepInterrupted: on Ctrl-C, after the finished units were written.
+    """
+    from tqdm import tqdm
+
+    if isinstance(task, str):
+        task = load_task(task)
+    if isinstance(repeats, bool) or not isinstance(repeats, numbers.Integral) or repeats < 1:
+        raise ValueError(f"repeats must be an integer >= 1, got {repeats!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    validate_rule(scale, percentile)
+    if peripherals not in PERIPHERALS:
+        raise ValueError(f"peripherals must be one of {PERIPHERALS}, got {peripherals!r}")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping must be one of {MAPPINGS}, got {mapping!r}")
+    noise_specs = _named(noise_models, "noise model")
+    if times is None:
+        times = default_times(next(iter(noise_specs.values())))
+    noise_aware_times = validate_times(noise_aware) if noise_aware else None
+    if noise_aware_times and scale != "mse":
+        raise ValueError(f"noise_aware needs scale='mse', got scale={scale!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(
+            workers, numbers.Integral) or workers < 1):
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(
+            threads, numbers.Integral) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
+    compensations = [compensation] if isinstance(compensation, bool) else list(compensation)
+    plan = SweepPlan(
+        task=task.name, metric=task.metric, tables=_named(tables, "table"),
+        noise_models=noise_specs, compensations=compensations,
+        times=validate_times(times), repeats=int(repeats), seed=int(seed), scale=scale,
+        per_channel=bool(per_channel), percentile=float(percentile),
+        noise_aware=noise_aware_times, peripherals=peripherals, mapping=mapping,
+        rpu_config=rpu_config, device=str(torch.device(device)),
+    )
+    _warn_of_recorded_rules(plan)
+    for spec in plan.tables.values():  # fail early on unknown names and bad times
+        for s in (spec.rules if isinstance(spec, TableAssignment) else [(None, spec)]):
+            make_converter(s[1])
+    for name, spec in plan.noise_models.items():
+        check_times(plan.times, build_noise_model(spec, make_converter("aihwkit-1pair")), name)
+    for setting in plan.settings():
+        plan.describe(setting, task.model)
+
+    reference = task.evaluate(task.model)
+    units = plan.units()
+    done: List[Dict[str, Any]] = []
+    results_file = None
+    if out is not None:
+        results_file, done, units = _prepare_folder(Path(out), plan, reference, units, resume)
+
+    local_workers = workers or 1
+    threads = threads or max(1, available_cores() // local_workers)
+    records = list(done)
+    bar = tqdm(total=len(units) * len(plan.times), disable=not progress,
+               desc=f"sweep {task.name}", unit="eval")
+    kept = len(plan.units()) - len(units)
+
+    def finished(unit_records: List[Dict[str, Any]]) -> None:
+        nonlocal kept
+        if results_file is not None:
+            results_file.append(unit_records)
+        records.extend(unit_records)
+        kept += 1
+        bar.update(len(plan.times))
+
+    try:
+        if client is None and workers is None:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                for setting, repeat in units:
+                    finished(run_unit(task, plan, setting, repeat))
+            finally:
+                torch.set_num_threads(previous)
+        else:
+            from aihwkit_slicing.experiments.distributed import run_units
+
+            run_units(plan, units, finished, client=client, workers=workers, threads=threads)
+    except KeyboardInterrupt:
+        bar.close()
+        raise SweepInterrupted(kept, len(plan.units()),
+                               results_file.path if results_file else None) from None
+    bar.close()
+    return SweepResult(records=_sorted(records, plan), reference=reference,
+                       metric=task.metric, task=task.name, times=plan.times)
+
+
+def _warn_of_recorded_rules(plan: SweepPlan) -> None:
+    """Warn once per assignment whose recorded scaling differs from the sweep's."""
+    own = plan.own_scaling_rule().describe()
+    for name, spec in plan.tables.items():
+        if isinstance(spec, TableAssignment) and spec.scale:
+            kept = spec.scaling_rule().describe()
+            if kept != own:
+                warnings.warn(f"assignment {name!r} keeps the scaling it records ({kept}); "
+                              f"the sweep's ({own}) applies to tables without one",
+                              stacklevel=3)
+
+
+def _sorted(records: List[Dict[str, Any]], plan: SweepPlan) -> List[Dict[str, Any]]:
+    """Records in plan order (settings, repeats, times), whatever order units finished."""
+    rank = {(s.table, s.noise_model, s.compensation): i for i, s in enumerate(plan.settings())}
+    times = {t: i for i, t in enumerate(plan.times)}
+    return sorted(records, key=lambda r: (rank.get((r["table"], r["noise_model"],
+                                                    r["compensation"]), len(rank)),
+                                          r["repeat"], times.get(r["t_inference"], 0)))
+
+
+def _prepare_folder(out: Path, plan: SweepPlan, reference: Dict[str, float],
+                    units: List[Tuple[Setting, int]], resume: bool
+                    ) -> Tuple[ResultsFile, List[Dict[str, Any]], List[Tuple[Setting, int]]]:
+    """Create or resume ``out``: the results file, records kept, units still to run."""
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "sweep.json"
+    manifest = plan.manifest(reference)
+    results_path = out / "results.csv"
+    done: List[Dict[str, Any]] = []
+    if resume and manifest_path.exists():
+        previous = json.loads(manifest_path.read_text())
+        differing = [k for k in ("task", "settings", "times", "repeats", "seed")
+                     if json.dumps(previous.get(k), sort_keys=True)
+                     != json.dumps(manifest.get(k), sort_keys=True)]
+        if differing:
+            raise ValueError(f"{out} holds a sweep with other {', '.join(differing)}; "
+                             "resume it with the same settings or choose another --out")
+        finished, done = complete_units(read_records(results_path), plan)
+        units = [(s, r) for s, r in units if normalized_key(
+            tuple(plan.describe(s)[k] for k in SETTING_FIELDS) + (r,)) not in finished]
+    elif results_path.exists():
+        results_path.unlink()
+    manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    results_file = ResultsFile(results_path)
+    if resume:
+        results_file.keep_only(done)
+    return results_file, done, units

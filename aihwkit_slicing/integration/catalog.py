@@ -1,0 +1,122 @@
+"""Named tables and baseline converters, as the command line and the sweeps know them.
+
+* :data:`TABLES`: our programming tables (see :func:`aihwkit_slicing.core.tables.builtin_tables`);
+* :data:`BASELINES`: aihwkit's own continuous converters, for comparison;
+* :data:`DEFAULT_SWEEP`: what ``aihwkit-slicing sweep`` runs when no table is named.
+
+:func:`make_converter` turns a name, a :class:`ProgrammingTable` or a converter into a
+fresh converter instance.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Dict, List, Optional, Union
+
+from aihwkit.inference.converter.base import BaseConductanceConverter
+from aihwkit.inference.converter.conductance import (
+    DualPairConductanceConverter,
+    NPairConductanceConverter,
+    SinglePairConductanceConverter,
+)
+
+from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.core.quantize import LevelNoise
+from aihwkit_slicing.core.tables import ProgrammingTable, builtin_tables
+
+#: Default scaling of quantized tables (sweeps, assignments, allocation): the
+#: MSE-optimal clip per output channel.
+DEFAULT_SCALE = "mse"
+DEFAULT_PER_CHANNEL = True
+
+#: Our built-in programming tables by name.
+TABLES: Dict[str, ProgrammingTable] = builtin_tables()
+
+#: aihwkit's continuous converters (25 uS devices), by name.
+BASELINES: Dict[str, Callable[[], BaseConductanceConverter]] = {
+    "aihwkit-1pair": lambda: SinglePairConductanceConverter(g_max=25.0, g_min=0.0),
+    "aihwkit-2pair-f13": lambda: DualPairConductanceConverter(f_lst=[1.0, 3.0], g_max=25.0,
+                                                              g_min=0.0),
+    "aihwkit-4pair-equal": lambda: NPairConductanceConverter(f_lst=[1.0, 1.0, 1.0, 1.0],
+                                                             g_max=25.0, g_min=0.0),
+}
+
+#: The tables of the default sweep: aihwkit's single pair (continuous baseline), the
+#: seed table, one multi-level pair, a 2-pair and a 4-pair bit-sliced table.
+DEFAULT_SWEEP: List[str] = ["aihwkit-1pair", "seed", "1x16lvl", "2x4lvl-base", "4x4lvl-base"]
+
+TableSpec = Union[str, ProgrammingTable, BaseConductanceConverter]
+
+
+def table_of(spec: TableSpec) -> Optional[ProgrammingTable]:
+    """The programming table behind a spec (a name, a table or our converter), or None
+    for a continuous (aihwkit) converter."""
+    if isinstance(spec, str):
+        return TABLES.get(spec)
+    if isinstance(spec, ProgrammingTable):
+        return spec
+    return getattr(spec, "table", None) if isinstance(
+        spec, QuantizedSlicedConductanceConverter) else None
+
+
+def known_names() -> List[str]:
+    """Every name :func:`make_converter` accepts."""
+    return list(BASELINES) + list(TABLES)
+
+
+def make_converter(
+    spec: TableSpec, scale: str = "max", per_channel: bool = False, percentile: float = 99.9,
+    level_noise: Optional[LevelNoise] = None,
+) -> BaseConductanceConverter:
+    """A fresh converter for a table name, a :class:`ProgrammingTable` or a converter.
+
+    Args:
+        spec: a name from :func:`known_names`, a table, or any aihwkit converter
+            (deep-copied).
+        scale, per_channel, percentile, level_noise: scaling of our converter for tables
+            (see :class:`QuantizedSlicedConductanceConverter`); ignored for converters.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+        TypeError: for anything else.
+    """
+    if isinstance(spec, str):
+        if spec in BASELINES:
+            return BASELINES[spec]()
+        if spec in TABLES:
+            spec = TABLES[spec]
+        else:
+            raise ValueError(
+                f"unknown table {spec!r}; known tables: {', '.join(known_names())}"
+            )
+    if isinstance(spec, ProgrammingTable):
+        return QuantizedSlicedConductanceConverter.from_table(
+            spec, scale=scale, per_channel=per_channel, percentile=percentile,
+            level_noise=level_noise,
+        )
+    if isinstance(spec, BaseConductanceConverter):
+        return copy.deepcopy(spec)
+    raise TypeError(
+        f"a table must be a name, a ProgrammingTable or an aihwkit conductance converter, "
+        f"got {type(spec).__name__}"
+    )
+
+
+def devices_per_weight(converter: BaseConductanceConverter) -> int:
+    """How many devices one weight occupies with ``converter``."""
+    if isinstance(converter, QuantizedSlicedConductanceConverter):
+        return converter.n_devices
+    if hasattr(converter, "g_lst"):
+        return len(converter.g_lst)
+    if hasattr(converter, "f_lst"):
+        return 2 * len(converter.f_lst)
+    if isinstance(converter, SinglePairConductanceConverter):
+        return 2
+    return 1
+
+
+def levels_per_weight(converter: BaseConductanceConverter) -> float:
+    """Distinct weight levels (``inf`` for a continuous converter)."""
+    if isinstance(converter, QuantizedSlicedConductanceConverter):
+        return float(converter.table.n_levels)
+    return float("inf")
