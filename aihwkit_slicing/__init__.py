@@ -1,25 +1,20 @@
 """aihwkit-slicing: quantized synaptic weight slicing for IBM's aihwkit.
 
-The pieces, one concept per module (``docs/design.md`` shows how they depend on each
-other):
+The package is layered; each folder imports only the folders below it:
 
-* :mod:`aihwkit_slicing.core.tables` -- :class:`ProgrammingTable`, the builders, the JSON form;
-* :mod:`aihwkit_slicing.core.converter` -- :class:`QuantizedSlicedConductanceConverter`,
-  the aihwkit conductance converter;
-* :mod:`aihwkit_slicing.core.quantize`, :mod:`aihwkit_slicing.core.scaling` -- the nearest-level
-  lookup, and how weights map onto a table (max, percentile, MSE, per channel);
-* :mod:`aihwkit_slicing.core.device_state`, :mod:`aihwkit_slicing.core.call_sites` -- the devices
-  behind produced weights, and which aihwkit method is converting;
-* :mod:`aihwkit_slicing.experiments.sweep` (with :mod:`~aihwkit_slicing.experiments.sweep_plan`,
-  :mod:`~aihwkit_slicing.experiments.distributed`, :mod:`~aihwkit_slicing.experiments.results`,
-  :mod:`~aihwkit_slicing.experiments.tasks`) -- drift sweeps, in-process or on Dask;
-* :mod:`aihwkit_slicing.design.assignment`, :mod:`aihwkit_slicing.design.allocation` -- per-layer tables;
-* :mod:`aihwkit_slicing.integration.checkpoint` -- :func:`save_programmed`, :func:`load_programmed`;
-* :mod:`aihwkit_slicing.digital.slicing_all` -- the other way: every slice on its own analog tile,
-  summed digitally (:class:`AnalogSlicedLinear`, :class:`AnalogSlicedConv2d`,
-  :func:`convert_to_analog_sliced`);
-* :mod:`aihwkit_slicing.integration.compat` -- which torch releases aihwkit's compiled tile works
-  with (importing the package warns once where it does not).
+* :mod:`aihwkit_slicing.cli` -- the ``aihwkit-slicing`` command;
+* :mod:`aihwkit_slicing.experiments` -- tasks and bundled models, drift sweeps (in-process
+  or on Dask), records, metrics, plots, measured layer sensitivities;
+* :mod:`aihwkit_slicing.design` -- per-level errors and encodings, the table optimizer,
+  per-layer assignments, allocation under a device budget;
+* :mod:`aihwkit_slicing.digital` -- digitally summed slicing: one analog tile per slice;
+* :mod:`aihwkit_slicing.integration` -- aihwkit around the converter: compatible releases,
+  noise models, rpu_configs, named tables, checkpoints;
+* :mod:`aihwkit_slicing.core` -- programming tables, the level lookup, scaling rules, the
+  converter and the devices behind the weights it produced.
+
+The names below are the public API; importing the package warns once where the
+installed torch cannot run aihwkit's compiled tile.
 """
 
 from aihwkit_slicing.integration.compat import warn_if_compiled_tile_broken
@@ -27,18 +22,7 @@ from aihwkit_slicing.integration.compat import warn_if_compiled_tile_broken
 # First, so that the fix is shown also where aihwkit cannot load with the installed torch.
 warn_if_compiled_tile_broken()
 
-from aihwkit_slicing.integration.checkpoint import load_programmed, save_programmed
-from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
-from aihwkit_slicing.version import __version__
-from aihwkit_slicing.digital.slicing_all import (
-    AnalogSlicedConv2d,
-    AnalogSlicedLinear,
-    WeightSlicing,
-    convert_to_analog_sliced,
-    convert_to_digital_sliced,
-)
-from aihwkit_slicing.core.tables import (
-    ProgrammingTable,
+from aihwkit_slicing.core.builders import (  # noqa: E402
     bit_sliced,
     builtin_tables,
     equal_significance,
@@ -46,7 +30,17 @@ from aihwkit_slicing.core.tables import (
     seed_table,
     single_pair,
 )
-
+from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter  # noqa: E402
+from aihwkit_slicing.core.tables import ProgrammingTable, load_table, save_table  # noqa: E402
+from aihwkit_slicing.digital.conversion import (  # noqa: E402
+    convert_to_analog_sliced,
+    convert_to_digital_sliced,
+)
+from aihwkit_slicing.digital.layers import AnalogSlicedConv2d, AnalogSlicedLinear  # noqa: E402
+from aihwkit_slicing.digital.slicing import WeightSlicing  # noqa: E402
+from aihwkit_slicing.integration.checkpoint import save_programmed  # noqa: E402
+from aihwkit_slicing.integration.checkpoint_load import load_programmed  # noqa: E402
+from aihwkit_slicing.version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -62,7 +56,9 @@ __all__ = [
     "equal_significance",
     "from_device_levels",
     "load_programmed",
+    "load_table",
     "save_programmed",
+    "save_table",
     "seed_table",
     "single_pair",
 ]

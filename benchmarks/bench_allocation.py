@@ -20,7 +20,7 @@ Rows (devices per weight):
   Monte Carlo), equal significance tuned the same way, plain equal significance (pairs
   filled one after the other) and plain binary significance (the table optimizer's
   pick for MiniLM at that size, default encodings);
-* our allocation (:func:`aihwkit_slicing.design.allocation.allocate_tables`, default
+* our allocation (:func:`aihwkit_slicing.experiments.sensitivity.allocate_tables`, default
   candidates of 2 to 16 devices) at a budget of 6 and of 4, evaluated from the JSON it
   writes (as ``aihwkit-slicing sweep --assignment`` reads it).
 
@@ -46,15 +46,9 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from aihwkit_slicing.design.allocation import (
-    CANDIDATES,
-    Allocation,
-    allocate,
-    allocate_tables,
-    default_candidates,
-    measurement_for,
-    tuned_table,
-)
+from aihwkit_slicing.design.allocation import Allocation, allocate
+from aihwkit_slicing.design.candidates import CANDIDATES, default_candidates, tuned_table
+from aihwkit_slicing.experiments.sensitivity import allocate_tables, measurement_for
 from aihwkit_slicing.design.assignment import TableAssignment
 from aihwkit_slicing.experiments.models.minilm import minilm_available
 from aihwkit_slicing.experiments.results import SweepResult, format_time

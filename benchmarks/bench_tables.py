@@ -35,11 +35,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from aihwkit_slicing.core.tables import (  # noqa: E402
-    ProgrammingTable,
-    bit_sliced,
-    equal_significance,
-)
+from aihwkit_slicing.core.builders import bit_sliced, equal_significance
+from aihwkit_slicing.core.tables import ProgrammingTable
 
 REFERENCE_PATH = Path(__file__).resolve().parents[1] / "tests" / "reference_tables.py"
 

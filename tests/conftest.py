@@ -9,12 +9,18 @@ The suite runs in random order (pytest-randomly) and in parallel (pytest-xdist).
 """
 
 import os
+import sys
+from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
 
 from aihwkit_slicing.core import device_state
+
+# tests/ holds helpers (aihwkit_helpers, reference_tables) that tests in the subfolders,
+# which mirror the package's folders, import
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 matplotlib.use("Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -1,7 +1,7 @@
 """``aihwkit-slicing allocate``: a table per layer under an average device budget.
 
 Measures every layer's sensitivity to every candidate table, solves the knapsack
-(:func:`aihwkit_slicing.design.allocation.allocate_tables`) and writes the assignment as JSON,
+(:func:`aihwkit_slicing.experiments.sensitivity.allocate_tables`) and writes the assignment as JSON,
 which ``aihwkit-slicing sweep --assignment FILE`` evaluates::
 
     aihwkit-slicing allocate --model minilm --budget 6 --times 86400,31536000 \\
@@ -55,7 +55,7 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
     allocate.add_argument("--candidates", default=None,
                           help="comma-separated table names to choose from (see "
                           "'aihwkit-slicing tables' and "
-                          "aihwkit_slicing.design.allocation.CANDIDATES); "
+                          "aihwkit_slicing.design.candidates.CANDIDATES); "
                           "default: 1 pair of 33 levels; binary significance on 2, 3 and 4 "
                           "pairs (33, 17, 5 levels per device); equal significance on 6 and 8 "
                           "pairs (33 levels); each level encoded as errs least under the "
@@ -95,7 +95,7 @@ def _budget(text: str) -> float:
 def _candidates(args: argparse.Namespace) -> Optional[dict]:
     """Display name -> table spec, from --candidates and --candidate-file (None: the
     default candidates)."""
-    from aihwkit_slicing.design.allocation import CANDIDATES, candidate_specs
+    from aihwkit_slicing.design.candidates import CANDIDATES, candidate_specs
     from aihwkit_slicing.integration.catalog import known_names
     from aihwkit_slicing.core.tables import load_table
 
@@ -123,7 +123,8 @@ def _candidates(args: argparse.Namespace) -> Optional[dict]:
 
 def run_allocate_command(args: argparse.Namespace) -> int:
     """``aihwkit-slicing allocate``: measure, allocate, write the JSON, print the report."""
-    from aihwkit_slicing.design.allocation import DEFAULT_PAIRS, allocate_tables, measurement_for
+    from aihwkit_slicing.design.candidates import DEFAULT_PAIRS
+    from aihwkit_slicing.experiments.sensitivity import allocate_tables, measurement_for
     from aihwkit_slicing.integration.catalog import devices_per_weight, make_converter
     from aihwkit_slicing.integration.noise_models import NOISE_MODELS
 

@@ -1,273 +1,54 @@
-"""Which table for which layer: devices allocated under an average budget.
+"""Which table for which layer: the choice under an average device budget, and its result.
 
-Given candidate tables with different device counts and a budget of ``D`` devices per
-weight on average, :func:`allocate_tables` picks one candidate per analog layer so that
-the weight-averaged devices per weight stay within ``D`` and the network stays as close
-to floating point as possible at the given inference times::
+Given each layer's measured sensitivity to each candidate table (:class:`Sensitivities`,
+measured by :func:`aihwkit_slicing.experiments.sensitivity.measure_sensitivities`),
+:func:`allocate` picks one candidate per layer.
 
-    from aihwkit_slicing.design.allocation import allocate_tables
-    from aihwkit_slicing.experiments.sweep import run_sweep
-    from aihwkit_slicing.experiments.tasks import minilm_task
+Small, independent errors of different layers add up: the output's error is, to first
+order, the sum of the errors each layer causes, and its expected square (and so ``1 -
+cosine``) the sum of their squares. The network's loss is therefore predicted by the sum
+of the chosen candidates' sensitivities. Choosing one candidate per layer to minimize
+that sum subject to ``sum(layer weights x devices per weight) <= D x all weights`` is a
+multiple-choice knapsack; :func:`solve_knapsack` solves it exactly by dynamic
+programming over each layer's cost above its cheapest candidate, in units of the
+greatest common divisor of those costs (:func:`choose_tables`). Only if that would need
+more than :data:`MAX_DP_CELLS` table cells are the costs rounded *up* to a coarser unit:
+the budget still holds, the all-cheapest choice always fits, and the result is optimal
+for the rounded costs (``Allocation.exact`` is then False).
 
-    task = minilm_task()
-    times = [86400, 31536000]
-    allocation = allocate_tables(task.model, None, devices_per_weight=6, noise_model="pcm",
-                                 times=times, task=task, noise_aware=True)
-    print(allocation.report())
-    allocation.save("assignment.json")   # sweep --assignment assignment.json
-    run_sweep(task, tables=[allocation.to_assignment()])  # with the allocation's scaling
-
-How it decides:
-
-1. **Measured sensitivity.** For every layer and every candidate, that layer alone is
-   made analog (aihwkit's ``convert_to_analog`` of the layer, with the rpu_config a
-   sweep gives it: the noise model, global drift compensation as configured, ideal
-   peripherals, ``mse`` clipping per output channel), programmed, drifted to every
-   time and the whole network scored; ``repeats`` programmings, with seeds of the
-   allocation's own (:func:`~aihwkit_slicing.experiments.sweep_plan.stable_seed` of ``seed``,
-   ``"allocation"``, the layer, the candidate and the repeat; a sweep's evaluation
-   seeds are different). The sensitivity of a layer to a candidate is the fidelity
-   lost: the drop of the task's metric from floating point (``task=``), or the
-   squared error of the network's output relative to the floating-point output's
-   (``inputs=``), averaged over the times and the repeats.
-2. **Knapsack.** Small, independent errors of different layers add up: the output's
-   error is, to first order, the sum of the errors each layer causes, and its
-   expected square (and so ``1 - cosine``) the sum of their squares. The network's
-   loss is therefore predicted by the sum of the chosen candidates' sensitivities.
-   Choosing one candidate per layer to minimize that sum subject to
-   ``sum(layer weights x devices per weight) <= D x all weights`` is a
-   multiple-choice knapsack; :func:`solve_knapsack` solves it exactly by dynamic
-   programming over each layer's cost above its cheapest candidate, in units of the
-   greatest common divisor of those costs. Only if that would need more than
-   :data:`MAX_DP_CELLS` table cells are the costs rounded *up* to a coarser unit: the
-   budget still holds, the all-cheapest choice always fits, and the result is optimal
-   for the rounded costs (``Allocation.exact`` is then False).
-
-The result (:class:`Allocation`) reports per layer its weights, table, devices and
-measured sensitivity, converts to a :class:`~aihwkit_slicing.design.assignment.TableAssignment`
-(exact layer names as patterns) for :func:`~aihwkit_slicing.experiments.sweep.run_sweep` and to
-the JSON ``aihwkit-slicing sweep --assignment`` reads, and gives aihwkit's
-``convert_to_analog`` a ``specific_rpu_config_fun`` (:meth:`Allocation.rpu_config_fun`).
+The result, an :class:`Allocation`, reports per layer its weights, table, devices and
+sensitivity, and converts to a :class:`~aihwkit_slicing.design.assignment.TableAssignment`,
+to the JSON ``aihwkit-slicing sweep --assignment`` reads, and to aihwkit's
+``specific_rpu_config_fun``. Candidate tables are in :mod:`aihwkit_slicing.design.candidates`.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import numbers
-
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import reduce
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
-from aihwkit_slicing.design.assignment import TableAssignment, shared_weight_layers, weight_layers
-from aihwkit_slicing.integration.catalog import TableSpec, known_names, make_converter, table_of
-from aihwkit_slicing.integration.catalog import devices_per_weight as devices_of
-from aihwkit_slicing.design.encodings import column_errors
-from aihwkit_slicing.integration.noise_models import build_noise_model, check_times
-from aihwkit_slicing.integration.rpu_configs import make_rpu_config
-from aihwkit_slicing.core.scaling import validate_rule
-from aihwkit_slicing.experiments.sweep_plan import (
-    DEFAULT_PER_CHANNEL,
-    DEFAULT_SCALE,
-    seeded_level_noise,
-    stable_seed,
-)
-from aihwkit_slicing.core.tables import (
-    ProgrammingTable,
-    bit_sliced,
-    equal_significance,
-    single_pair,
-)
-from aihwkit_slicing.experiments.tasks import Task
-from aihwkit_slicing.core.validation import is_integer, is_real_number, validate_times
+from aihwkit_slicing.design.assignment import TableAssignment
+from aihwkit_slicing.integration.catalog import DEFAULT_PER_CHANNEL, DEFAULT_SCALE, TableSpec
+from aihwkit_slicing.core.tables import ProgrammingTable
+from aihwkit_slicing.core.validation import is_integer, is_real_number
+from aihwkit_slicing.design.candidates import selected_only
+
 
 #: Largest dynamic-programming table (layers x cost units) solved exactly.
 MAX_DP_CELLS = 2**24
 
-#: Inference times (seconds) allocations aim at by default: 1 day and 1 year.
-DEFAULT_TIMES: Tuple[float, ...] = (86400.0, 31536000.0)
 
-
-#: The default candidates: (pairs, levels per device, significance), 2 to 16 devices per
-#: weight. Binary significance (F = 1, 2, 4, ...) with the levels the table optimizer
-#: picks for MiniLM where it has a table of that size (2, 3 and 4 pairs), equal
-#: significance beyond; every level encoded as errs least (:func:`tuned_table`). Measured
-#: on MiniLM under PCM with noise-aware clipping, the binary tables beat equal
-#: significance of the same devices at 1 s, 1 day and 1 year (6 devices, 1 day: 0.984
-#: against 0.981).
-DEFAULT_CANDIDATES: Tuple[Tuple[int, int, str], ...] = (
-    (1, 33, "equal"), (2, 33, "binary"), (3, 17, "binary"), (4, 5, "binary"),
-    (6, 33, "equal"), (8, 33, "equal"))
-#: Pair counts of the default candidates: 2, 4, 6, 8, 12 and 16 devices per weight.
-DEFAULT_PAIRS: Tuple[int, ...] = tuple(pairs for pairs, _, _ in DEFAULT_CANDIDATES)
-#: Conductance levels a device offers in equal-significance candidates (as in the
-#: fidelity benchmark's optimizer: 33 evenly spaced levels between g_min and g_max).
-DEFAULT_DEVICE_LEVELS = 33
-
-
-def _candidate_tables() -> Dict[str, ProgrammingTable]:
-    """Plain candidate tables by name: equal significance (pairs filled one after the
-    other) and binary significance, for 2 to 16 devices."""
-    tables = [single_pair(33, name="1x33lvl")]
-    tables += [equal_significance(p, 33, columns="fill", name=f"{p}x33lvl-fill")
-               for p in DEFAULT_PAIRS[1:]]
-    tables += [bit_sliced(2, 33, significance=[1, 2], name="2x33lvl-binary"),
-               bit_sliced(3, 17, significance=[1, 2, 4], name="3x17lvl-binary"),
-               bit_sliced(4, 5, significance=[1, 2, 4, 8], name="4x5lvl-binary")]
-    return {table.name: table for table in tables}
-
-
-#: Plain candidate tables by name (besides :data:`aihwkit_slicing.integration.catalog.TABLES`):
-#: ``"1x33lvl"``, ``"<P>x33lvl-fill"`` (equal significance, P = 2, 3, 4, 6, 8) and the
-#: table optimizer's binary-significance picks ``"2x33lvl-binary"``,
-#: ``"3x17lvl-binary"``, ``"4x5lvl-binary"``.
-CANDIDATES: Dict[str, ProgrammingTable] = _candidate_tables()
-
-
-def tuned_table(n_pairs: int, noise_model: Any = "pcm", times: Sequence[float] = DEFAULT_TIMES,
-                levels_per_device: int = DEFAULT_DEVICE_LEVELS, n_samples: int = 1000,
-                seed: int = 0, significance: str = "equal") -> ProgrammingTable:
-    """Sliced pairs, each level programmed the way that errs least.
-
-    ``significance="equal"``: ``equal_significance(n_pairs, levels_per_device,
-    columns="fill+spread")`` offers two encodings per level: pairs filled one after the
-    other, or the level spread evenly over the pairs. ``"binary"``: ``bit_sliced`` with
-    significances 1, 2, 4, ..., whose levels have many encodings. Per level, the
-    encoding of least mean squared weight error after programming and drift to
-    ``times`` (averaged over the times; Monte Carlo through the noise model, with global
-    drift compensation, see :func:`aihwkit_slicing.design.encodings.column_errors`) is
-    selected. One pair has one encoding per level:
-    :func:`~aihwkit_slicing.core.tables.single_pair`.
-
-    Args:
-        n_pairs: device pairs (``2 * n_pairs`` devices per weight).
-        noise_model: the noise model the encodings are chosen for.
-        times: inference times in seconds.
-        levels_per_device: conductance levels per device.
-        n_samples: Monte Carlo cells per column and time.
-        seed: seed of the Monte Carlo.
-        significance: ``"equal"`` or ``"binary"``.
-
-    Returns:
-        The table, named ``"<n_pairs>x<levels>lvl-tuned"`` (equal) or
-        ``"<n_pairs>x<levels>lvl-binary-tuned"``.
-    """
-    if significance not in ("equal", "binary"):
-        raise ValueError(f"significance must be 'equal' or 'binary', got {significance!r}")
-    kind = "" if significance == "equal" else "binary-"
-    name = f"{n_pairs}x{levels_per_device}lvl-{kind}tuned"
-    if n_pairs == 1:
-        return single_pair(levels_per_device, name=name)
-    if significance == "binary":
-        table = bit_sliced(n_pairs, levels_per_device,
-                           significance=[float(2**k) for k in range(n_pairs)], name=name)
-    else:
-        table = equal_significance(n_pairs, levels_per_device, columns="fill+spread",
-                                   name=name)
-    times = _check_times(times)
-    with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
-        mse = sum(column_errors(table, noise_model, t, None, n_samples, seed + index)["mse"]
-                  for index, t in enumerate(times))
-    chosen = [min(columns, key=lambda c: (float(mse[c]), c)) for columns in table.encodings]
-    return table.with_encodings(chosen)
-
-
-def default_candidates(noise_model: Any = "pcm", times: Sequence[float] = DEFAULT_TIMES,
-                       seed: int = 0, n_samples: int = 1000) -> List[ProgrammingTable]:
-    """What :func:`allocate_tables` chooses from by default: :func:`tuned_table` for
-    each of :data:`DEFAULT_CANDIDATES` (2 to 16 devices), tuned for ``noise_model`` at
-    ``times`` with ``n_samples`` Monte Carlo cells per column and time."""
-    return [tuned_table(pairs, noise_model, times, levels, n_samples, seed, kind)
-            for pairs, levels, kind in DEFAULT_CANDIDATES]
-
-
-Candidate = Union[str, ProgrammingTable, Any]  # Any: an optimizer's OptimizationResult
-
-
-# ================================================================ candidates
-def candidate_specs(candidates: Union[None, Sequence[Candidate], Mapping[str, Candidate]]
-                    ) -> Dict[str, TableSpec]:
-    """Display name -> table spec for the candidates of an allocation.
-
-    Args:
-        candidates: table names (:func:`aihwkit_slicing.integration.catalog.known_names` or
-            :data:`CANDIDATES`), :class:`ProgrammingTable` objects, or results of
-            :func:`aihwkit_slicing.design.optimizer.optimize_table` (their table is used,
-            with the allocation's scaling); a sequence (names taken from the tables) or
-            a mapping of display name to candidate; None for :func:`default_candidates`
-            (for PCM at the default times).
-
-    Raises:
-        ValueError: for no candidate, an unknown name or two candidates of one name.
-        TypeError: for anything else.
-    """
-    if candidates is None:
-        candidates = default_candidates()
-    if isinstance(candidates, (str, ProgrammingTable)):
-        candidates = [candidates]
-    named = candidates.items() if isinstance(candidates, Mapping) else [
-        (None, c) for c in candidates]
-    specs: Dict[str, TableSpec] = {}
-    for given_name, candidate in named:
-        spec = _spec_of(candidate)
-        name = given_name or (spec if isinstance(spec, str) else
-                              spec.name or f"table-{spec.content_hash()}")
-        if isinstance(spec, ProgrammingTable) and spec.name != name:
-            spec = spec.with_name(name)  # the name reports and the JSON form show
-        if name in specs:
-            raise ValueError(f"candidates name the table {name!r} twice; give each its own "
-                             "name (ProgrammingTable.with_name)")
-        specs[name] = spec
-    if not specs:
-        raise ValueError("candidates must name at least one table")
-    return specs
-
-
-def _spec_of(candidate: Candidate) -> TableSpec:
-    """The spec of one candidate: a known name, or a table."""
-    if isinstance(candidate, str):
-        if candidate in known_names():
-            return candidate
-        if candidate in CANDIDATES:
-            return CANDIDATES[candidate]
-        raise ValueError(f"candidates: unknown table {candidate!r}; known tables: "
-                         f"{', '.join(known_names() + list(CANDIDATES))}")
-    if isinstance(candidate, ProgrammingTable):
-        return candidate
-    if isinstance(getattr(candidate, "table", None), ProgrammingTable):  # OptimizationResult
-        return candidate.table
-    raise TypeError("candidates must be table names, ProgrammingTables or results of "
-                    f"optimize_table, got {type(candidate).__name__}")
-
-
-def selected_only(table: ProgrammingTable) -> ProgrammingTable:
-    """``table`` reduced to the column it programs for each level.
-
-    A converter never uses the other (redundant) columns, so the reduced table
-    quantizes and programs every weight exactly as ``table`` does; its JSON form is
-    much smaller (a 4-pair bit-sliced table of 6561 columns keeps 121).
-    """
-    columns = list(table.selected_columns)
-    if len(columns) == table.n_columns:
-        return table
-    return ProgrammingTable(table.f_lst, table.conductances[:, columns], g_min=table.g_min,
-                            g_max=table.g_max, encoding="first", name=table.name)
-
-
-# ============================================================== measurement
 @dataclass
 class Sensitivities:
     """Measured loss of fidelity of the network, one layer and one candidate at a time.
@@ -329,198 +110,6 @@ class Sensitivities:
         return [self.layers[int(i)] for i in order]
 
 
-def measure_sensitivities(
-    model: nn.Module,
-    candidates: Union[None, Sequence[Candidate], Mapping[str, Candidate]] = None,
-    noise_model: Any = "pcm",
-    times: Sequence[float] = DEFAULT_TIMES,
-    task: Optional[Task] = None,
-    inputs: Any = None,
-    repeats: int = 2,
-    seed: int = 0,
-    compensation: bool = True,
-    scale: str = DEFAULT_SCALE,
-    per_channel: bool = DEFAULT_PER_CHANNEL,
-    rpu_config: Optional[RPUConfigBase] = None,
-    quiet: bool = False,
-    threads: Optional[int] = None,
-    noise_aware: bool = False,
-) -> Sensitivities:
-    """How much fidelity the network loses when one layer at a time gets a candidate.
-
-    See the module docstring for the method; arguments as for :func:`allocate_tables`.
-
-    Raises:
-        ValueError: for a bad argument (naming it).
-    """
-    from tqdm import tqdm
-
-    times = _check_times(times)
-    repeats = _check_int("repeats", repeats, 1)
-    seed = _check_int("seed", seed, 0)
-    _check_noise_times(noise_model, times)
-    specs = candidate_specs(default_candidates(noise_model, times, seed)
-                            if candidates is None else candidates)
-    validate_rule(scale, 99.9)
-    threads = None if threads is None else _check_int("threads", threads, 1)
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if task is None and inputs is None:
-        raise ValueError("task and inputs are both None: give task= (its metric is "
-                         "measured) or inputs= (the output error on them is measured)")
-    if task is not None and not isinstance(task, Task):
-        raise ValueError(f"task must be an aihwkit_slicing.experiments.tasks.Task, got "
-                         f"{type(task).__name__}")
-    layers = list(weight_layers(model))
-    if not layers:
-        raise ValueError("model has no Linear or Conv layer to allocate tables to")
-    _check_not_shared(model)
-
-    if noise_aware and scale != "mse":
-        raise ValueError(f"noise_aware needs scale='mse', got scale={scale!r}")
-    configs = {}
-    for name, spec in specs.items():
-        table = table_of(spec)
-        level_noise = None
-        if noise_aware and table is not None:
-            level_noise = seeded_level_noise(table, noise_model, _noise_name(noise_model),
-                                             times, compensation, seed)
-        converter = make_converter(spec, scale=scale, per_channel=per_channel,
-                                   level_noise=level_noise)
-        configs[name] = make_rpu_config(converter, noise_model, compensation, "ideal",
-                                        "tensor", base=rpu_config)
-        check_times(times, configs[name].noise_model, _noise_name(noise_model))
-    score, measure = _scorer(task, inputs)
-
-    start = time.perf_counter()
-    work = copy.deepcopy(model).eval()
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    values = torch.zeros(len(layers), len(specs), len(times), repeats, dtype=torch.float64)
-    bar = tqdm(total=len(layers) * len(specs) * repeats, disable=quiet, desc="allocate",
-               unit="programming")
-    random_state = torch.random.get_rng_state()  # restored: the caller's stays as it was
-    try:
-        with torch.no_grad():
-            reference = score(work, None)
-        for i, (layer_name, module) in enumerate(layers):
-            for k, (candidate, config) in enumerate(configs.items()):
-                analog = convert_to_analog(module, config, ensure_analog_root=False).eval()
-                with _swapped(work, layer_name, analog) as network, torch.no_grad():
-                    for r in range(repeats):
-                        unit_seed = stable_seed(seed, "allocation", layer_name, candidate, r)
-                        torch.manual_seed(unit_seed)
-                        analog.program_analog_weights()
-                        for j, t in enumerate(times):
-                            torch.manual_seed(stable_seed(unit_seed, t))
-                            analog.drift_analog_weights(t)
-                            values[i, k, j, r] = score(network, reference)
-                        bar.update(1)
-    finally:
-        bar.close()
-        torch.set_num_threads(previous_threads)
-        torch.random.set_rng_state(random_state)
-    return Sensitivities(
-        layers=[name for name, _ in layers],
-        weights=[int(module.weight.numel()) for _, module in layers],
-        candidates=list(specs),
-        devices=[devices_of(config.noise_model.g_converter) for config in configs.values()],
-        values=values.mean(dim=3),
-        spread=values.std(dim=3) if repeats > 1 else torch.zeros(values.shape[:3],
-                                                                  dtype=torch.float64),
-        times=times, measure=measure, repeats=repeats, seed=seed,
-        seconds=time.perf_counter() - start, noise_model=noise_model,
-        compensation=bool(compensation), scale=scale, per_channel=bool(per_channel),
-        noise_aware=list(times) if noise_aware else None,
-    )
-
-
-def _scorer(task: Optional[Task], inputs: Any
-            ) -> Tuple[Callable[[nn.Module, Any], Any], str]:
-    """``score(network, reference)`` and what it measures.
-
-    ``score(network, None)`` gives the floating-point reference, ``score(network,
-    reference)`` the fidelity lost against it.
-    """
-    if task is not None:
-        def metric_drop(network: nn.Module, reference: Any) -> Any:
-            value = float(task.evaluate(network)[task.metric])
-            return value if reference is None else reference - value
-
-        return metric_drop, f"{task.metric} drop"
-
-    def output_error(network: nn.Module, reference: Any) -> Any:
-        if isinstance(inputs, Mapping):
-            output = network(**inputs)
-        elif isinstance(inputs, tuple):
-            output = network(*inputs)
-        else:
-            output = network(inputs)
-        output = _flat_output(output)
-        if reference is None:
-            return output
-        norm = float(reference.square().sum()) or 1.0
-        return float((output - reference).square().sum()) / norm
-
-    return output_error, "relative squared output error"
-
-
-def _flat_output(output: Any) -> Tensor:
-    """A model's output (a tensor, or tensors in tuples, lists or dicts) as one
-    float64 vector."""
-    if isinstance(output, Tensor):
-        return output.detach().double().reshape(-1)
-    if isinstance(output, Mapping):
-        output = list(output.values())
-    if isinstance(output, (list, tuple)):
-        parts = [_flat_output(o) for o in output if isinstance(o, (Tensor, Mapping, list,
-                                                                   tuple))]
-        if parts:
-            return torch.cat(parts)
-    raise ValueError(f"inputs: the model's output ({type(output).__name__}) holds no tensor")
-
-
-@contextmanager
-def _swapped(model: nn.Module, layer_name: str, replacement: nn.Module
-             ) -> Iterator[nn.Module]:
-    """``model`` with the layer ``layer_name`` replaced, restored afterwards (the
-    replacement itself for the root, ``layer_name == ""``)."""
-    if not layer_name:
-        yield replacement
-        return
-    parent_name, _, attribute = layer_name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    original = getattr(parent, attribute)
-    setattr(parent, attribute, replacement)
-    try:
-        yield model
-    finally:
-        setattr(parent, attribute, original)
-
-
-def _digits_training_images() -> Tensor:
-    from aihwkit_slicing.experiments.models.digits import load_digits_split
-
-    return load_digits_split()[0]
-
-
-#: Tasks whose sensitivities are measured as the output error on inputs of their own,
-#: not by their metric: task name -> function returning the inputs. The digits CNN's
-#: accuracy on its 540 held-out images moves in steps of one image, too coarse to rank
-#: single layers (and those images are for the evaluation): its logits' error on the
-#: 1257 training images is measured instead.
-PROBE_INPUTS: Dict[str, Callable[[], Any]] = {"digits": _digits_training_images}
-
-
-def measurement_for(task: Task) -> Dict[str, Any]:
-    """The keyword arguments of :func:`allocate_tables` that say how to measure ``task``:
-    ``{"inputs": ...}`` for tasks of :data:`PROBE_INPUTS`, else ``{"task": task}``."""
-    if task.name in PROBE_INPUTS:
-        return {"inputs": PROBE_INPUTS[task.name]()}
-    return {"task": task}
-
-
 # ================================================================= knapsack
 def solve_knapsack(costs: Sequence[Sequence[int]], values: Sequence[Sequence[float]],
                    capacity: int) -> List[int]:
@@ -541,7 +130,7 @@ def solve_knapsack(costs: Sequence[Sequence[int]], values: Sequence[Sequence[flo
     Raises:
         ValueError: if no choice fits ``capacity``, or for malformed arguments.
     """
-    capacity = _check_int("capacity", capacity, 0)
+    capacity = check_int("capacity", capacity, 0)
     if len(costs) != len(values) or not costs:
         raise ValueError(f"costs and values must list the same number (>= 1) of groups, "
                          f"got {len(costs)} and {len(values)}")
@@ -599,7 +188,7 @@ def choose_tables(weights: Sequence[int], devices: Sequence[int],
         ValueError: for a bad budget (naming ``devices_per_weight``) or one that even the
             cheapest candidates exceed.
     """
-    budget = _check_budget(budget)
+    budget = check_budget(budget)
     values = [[float(v) for v in row] for row in (values.tolist() if isinstance(
         values, Tensor) else values)]
     costs = [[int(n) * int(d) for d in devices] for n in weights]
@@ -658,7 +247,8 @@ class LayerAllocation:
 
 @dataclass
 class Allocation:
-    """The tables chosen per layer, with what was measured (:func:`allocate_tables`).
+    """The tables chosen per layer, with what was measured
+    (:func:`~aihwkit_slicing.experiments.sensitivity.allocate_tables`).
 
     Attributes:
         layers: one :class:`LayerAllocation` per analog layer, in model order.
@@ -712,8 +302,9 @@ class Allocation:
 
         Args:
             name: the assignment's display name (default: this allocation's).
-            compact: tables reduced to the columns they program (:func:`selected_only`),
-                as in the JSON form.
+            compact: tables reduced to the columns they program
+                (:func:`~aihwkit_slicing.design.candidates.selected_only`), as in the JSON
+                form.
 
         Raises:
             ValueError: for a layer name holding a wildcard (``*?[``).
@@ -751,7 +342,7 @@ class Allocation:
             "devices_per_weight": self.devices_per_weight,
             "budget": self.budget,
             "times": list(self.sensitivities.times),
-            "noise_model": _noise_name(self.noise_model),
+            "noise_model": noise_name(self.noise_model),
             "compensation": self.compensation,
             "measure": self.sensitivities.measure,
             "seed": self.sensitivities.seed,
@@ -825,7 +416,9 @@ def allocate(sensitivities: Sensitivities, candidates: Mapping[str, TableSpec],
     measured with.
 
     Args:
-        sensitivities: from :func:`measure_sensitivities` (or ``Allocation.sensitivities``).
+        sensitivities: from
+            :func:`~aihwkit_slicing.experiments.sensitivity.measure_sensitivities` (or
+            ``Allocation.sensitivities``).
         candidates: name -> spec of the measured candidates (``Allocation.candidates``).
         devices_per_weight: the budget, average devices per weight.
         name: the result's display name.
@@ -852,106 +445,11 @@ def allocate(sensitivities: Sensitivities, candidates: Mapping[str, TableSpec],
                       compensation=sensitivities.compensation, name=name)
 
 
-def allocate_tables(
-    model: nn.Module,
-    candidates: Union[None, Sequence[Candidate], Mapping[str, Candidate]] = None,
-    devices_per_weight: float = 6.0,
-    noise_model: Any = "pcm",
-    times: Sequence[float] = DEFAULT_TIMES,
-    task: Optional[Task] = None,
-    inputs: Any = None,
-    repeats: int = 2,
-    seed: int = 0,
-    compensation: bool = True,
-    scale: str = DEFAULT_SCALE,
-    per_channel: bool = DEFAULT_PER_CHANNEL,
-    rpu_config: Optional[RPUConfigBase] = None,
-    quiet: bool = False,
-    name: Optional[str] = None,
-    threads: Optional[int] = None,
-    noise_aware: bool = False,
-) -> Allocation:
-    """Choose a table per layer: best fidelity at ``times`` within a device budget.
-
-    Measures every layer's sensitivity to every candidate, then solves the knapsack
-    (see the module docstring).
-
-    Args:
-        model: the floating-point network (left untouched); its ``Linear`` and ``Conv``
-            layers become analog.
-        candidates: table names, :class:`ProgrammingTable` objects or results of
-            :func:`~aihwkit_slicing.design.optimizer.optimize_table`; default
-            :func:`default_candidates` for ``noise_model`` and ``times`` (2 to 16 devices:
-            binary significance up to 4 pairs, equal beyond).
-        devices_per_weight: the budget: devices per weight, averaged over all weights
-            of the analog layers (weight counts, not layers).
-        noise_model: a name of :data:`~aihwkit_slicing.integration.noise_models.NOISE_MODELS`, a
-            factory or a noise model instance.
-        times: inference times in seconds after programming to aim at.
-        task: scores the network; the drop of ``task.metric`` from floating point is
-            measured (the task's ``evaluate`` runs ``len(layers) x len(candidates) x
-            repeats x len(times)`` times).
-        inputs: instead of ``task``: a batch for ``model`` (a tensor, a tuple of
-            positional or a dict of keyword arguments); the squared error of the output
-            relative to the floating-point output's is measured.
-        repeats: programmings per layer and candidate.
-        seed: the measurement depends on the seed only (its own seeds; a sweep's
-            evaluation with the same ``seed`` uses different ones).
-        compensation: global drift compensation on or off.
-        scale, per_channel: scaling of quantized tables (the sweep's default: ``"mse"``
-            per output channel).
-        rpu_config: rpu_config to start from (default ``TorchInferenceRPUConfig()``);
-            peripherals are made ideal (``forward.is_perfect = True``).
-        quiet: no progress bar.
-        name: the result's display name (default ``"allocation-<budget>dev"``).
-        threads: torch threads during the measurement (default: leave as set). One
-            thread per process is fastest where other jobs share the cores.
-        noise_aware: choose the ``mse`` clip of quantized tables for the error after
-            programming and drift at ``times`` (each candidate's level noise simulated
-            under ``noise_model``), as ``run_sweep(noise_aware=times)`` does; recorded
-            in the result's scaling rule, which a sweep of the assignment applies.
-
-    Returns:
-        An :class:`Allocation`.
-
-    Raises:
-        ValueError: for a bad argument (naming it), or a budget below the cheapest
-            candidates.
-    """
-    budget = _check_budget(devices_per_weight)
-    _check_noise_times(noise_model, _check_times(times))
-    if candidates is None:
-        candidates = default_candidates(noise_model, _check_times(times),
-                                        _check_int("seed", seed, 0))
-    specs = candidate_specs(candidates)
-    layers = list(weight_layers(model)) if isinstance(model, nn.Module) else []
-    if layers:  # a budget no allocation can meet fails before the measurement
-        choose_tables([m.weight.numel() for _, m in layers],
-                      [devices_of(make_converter(s)) for s in specs.values()],
-                      [[0.0] * len(specs)] * len(layers), budget)
-    measured = measure_sensitivities(model, specs, noise_model, times, task, inputs, repeats,
-                                     seed, compensation, scale, per_channel, rpu_config, quiet,
-                                     threads, noise_aware)
-    return allocate(measured, specs, budget, name=name)
-
-
 # ============================================================== validation
-def _check_budget(value: Any) -> float:
+def check_budget(value: Any) -> float:
     if not is_real_number(value) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"devices_per_weight must be a finite number > 0, got {value!r}")
     return float(value)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if not is_integer(value) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_times(times: Any) -> List[float]:
-    if isinstance(times, numbers.Real):
-        times = [times]
-    return validate_times(list(times))
 
 
 def _scale_rule(sensitivities: Sensitivities) -> Dict[str, Any]:
@@ -963,24 +461,14 @@ def _scale_rule(sensitivities: Sensitivities) -> Dict[str, Any]:
     return rule
 
 
-def _check_noise_times(noise_model: Any, times: List[float]) -> None:
-    """Raise ``ValueError`` if the noise model does not know one of ``times``."""
-    probe = build_noise_model(noise_model, make_converter("aihwkit-1pair"))
-    check_times(times, probe, _noise_name(noise_model))
-
-
-def _check_not_shared(model: nn.Module) -> None:
-    shared = shared_weight_layers(model)
-    if shared:
-        first, names = next(iter(shared.items()))
-        raise ValueError(f"layer {first!r} is the same module as {', '.join(map(repr, names[1:]))}"
-                         ": aihwkit converts each name into a layer of its own, which an "
-                         "allocation by layer cannot give tables to; give each its own module")
-
-
-def _noise_name(noise_model: Any) -> str:
+def noise_name(noise_model: Any) -> str:
     if isinstance(noise_model, str):
         return noise_model
     if isinstance(noise_model, type):
         return noise_model.__name__
     return type(noise_model).__name__
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    if not is_integer(value) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)

@@ -16,7 +16,7 @@ matches raise an error when the model is converted (name a ``"*"`` fallback).
 :meth:`TableAssignment.to_dict` / :meth:`from_dict` give the JSON form the command
 line reads with ``--assignment`` (tables by name or as table dicts, see
 ``docs/tables.md``, "The JSON form");
-:func:`aihwkit_slicing.design.allocation.allocate_tables` writes it.
+:func:`aihwkit_slicing.experiments.sensitivity.allocate_tables` writes it.
 Under the hood, :meth:`TableAssignment.converter_for` feeds aihwkit's
 ``convert_to_analog(..., specific_rpu_config_fun=...)``.
 """
@@ -126,7 +126,7 @@ class TableAssignment:
         name: shown in reports (default: ``"pattern=table,..."``).
         scale: scaling rule recorded with the assignment (``{"scale", "per_channel",
             "percentile", "noise_aware"}``, any of them, see :class:`ScalingRule`;
-            :func:`~aihwkit_slicing.design.allocation.allocate_tables` records the rule it
+            :func:`~aihwkit_slicing.experiments.sensitivity.allocate_tables` records the rule it
             measured with). Where one is recorded, both :meth:`rpu_config_fun` and a
             sweep apply it to the assignment's tables (keys left out take the package's
             defaults: ``"mse"`` per output channel, percentile 99.9, not noise-aware);

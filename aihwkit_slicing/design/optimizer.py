@@ -40,11 +40,8 @@ from aihwkit_slicing.design.encodings import optimize_encodings, per_time_noise
 from aihwkit_slicing.core.quantize import LevelNoise
 from aihwkit_slicing.core.scaling import compute_scaling
 from aihwkit_slicing.core.validation import check_count
-from aihwkit_slicing.core.tables import (
-    ProgrammingTable,
-    bit_sliced,
-    equal_significance,
-)
+from aihwkit_slicing.core.builders import bit_sliced, equal_significance
+from aihwkit_slicing.core.tables import ProgrammingTable
 
 #: aihwkit's WPO amplifies weight errors by 10 before squaring; so do we, so that the
 #: numbers compare directly.

@@ -1,7 +1,8 @@
 """Sweeps on a Dask cluster: every unit (a setting and a repeat) is one task.
 
-:func:`run_units` submits the units of a :class:`~aihwkit_slicing.experiments.sweep_plan.SweepPlan` to
-a ``dask.distributed.Client``, given or started here as a local cluster of worker
+:func:`run_units` submits the units of a
+:class:`~aihwkit_slicing.experiments.sweep_plan.SweepPlan` to a
+``dask.distributed.Client``, given or started here as a local cluster of worker
 processes, and hands each finished unit's records back in the calling process (which
 alone writes the results file, so every record lands there exactly once).
 

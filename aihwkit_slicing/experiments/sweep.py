@@ -51,7 +51,12 @@ from aihwkit.simulator.parameters.base import RPUConfigBase
 from aihwkit_slicing.design.assignment import TableAssignment
 from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter
 from aihwkit_slicing.integration.noise_models import build_noise_model, check_times, default_times
-from aihwkit_slicing.experiments.results import SETTING_FIELDS, ResultsFile, SweepResult, read_records
+from aihwkit_slicing.experiments.results import (
+    SETTING_FIELDS,
+    ResultsFile,
+    SweepResult,
+    read_records,
+)
 from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
 from aihwkit_slicing.core.scaling import validate_rule
 from aihwkit_slicing.experiments.sweep_plan import (
@@ -151,9 +156,10 @@ def run_sweep(
     """Program and drift ``task``'s network with every table, noise model and setting.
 
     Args:
-        task: a :class:`~aihwkit_slicing.experiments.tasks.Task` or the name of a registered one
-            (``"digits"``, ``"minilm"``, see :func:`~aihwkit_slicing.experiments.tasks.register_task`);
-            Dask workers load it by name.
+        task: a :class:`~aihwkit_slicing.experiments.tasks.Task` or the name of a
+            registered one (``"digits"``, ``"minilm"``, see
+            :func:`~aihwkit_slicing.experiments.tasks.register_task`); Dask workers load it
+            by name.
         tables: table names, :class:`ProgrammingTable` objects, converters (used with
             their own settings), or per-layer assignments (a
             :class:`TableAssignment` or a ``{layer pattern: table}`` dict); a sequence

@@ -23,7 +23,12 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
-from aihwkit_slicing.design.assignment import ScalingRule, TableAssignment, is_weight_layer, spec_name
+from aihwkit_slicing.design.assignment import (
+    ScalingRule,
+    TableAssignment,
+    is_weight_layer,
+    spec_name,
+)
 from aihwkit_slicing.integration.catalog import (  # noqa: F401  (DEFAULT_*: re-exported)
     DEFAULT_PER_CHANNEL,
     DEFAULT_SCALE,

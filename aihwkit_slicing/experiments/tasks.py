@@ -31,7 +31,11 @@ class Task:
 
 def digits_task() -> Task:
     """The bundled digits CNN, scored by accuracy on the fixed held-out split."""
-    from aihwkit_slicing.experiments.models.digits import accuracy, load_digits_model, load_digits_split
+    from aihwkit_slicing.experiments.models.digits import (
+        accuracy,
+        load_digits_model,
+        load_digits_split,
+    )
 
     _, _, x_test, y_test = load_digits_split()
     return Task(

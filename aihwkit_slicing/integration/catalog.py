@@ -1,6 +1,6 @@
 """Named tables and baseline converters, as the command line and the sweeps know them.
 
-* :data:`TABLES`: our programming tables (see :func:`aihwkit_slicing.core.tables.builtin_tables`);
+* :data:`TABLES`: our programming tables (see :func:`aihwkit_slicing.core.builders.builtin_tables`);
 * :data:`BASELINES`: aihwkit's own continuous converters, for comparison;
 * :data:`DEFAULT_SWEEP`: what ``aihwkit-slicing sweep`` runs when no table is named.
 
@@ -22,7 +22,8 @@ from aihwkit.inference.converter.conductance import (
 
 from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.core.quantize import LevelNoise
-from aihwkit_slicing.core.tables import ProgrammingTable, builtin_tables
+from aihwkit_slicing.core.builders import builtin_tables
+from aihwkit_slicing.core.tables import ProgrammingTable
 
 #: Default scaling of quantized tables (sweeps, assignments, allocation): the
 #: MSE-optimal clip per output channel.

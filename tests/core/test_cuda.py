@@ -63,7 +63,7 @@ def test_noise_free_programming_of_a_cuda_tile_equals_the_cpu_tile():
 
 
 def test_bench_convert_runs_on_cuda_with_custompair_on_a_cpu_copy(capsys):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_convert.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_convert.py"
     spec = importlib.util.spec_from_file_location("bench_convert", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

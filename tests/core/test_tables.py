@@ -16,17 +16,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aihwkit_slicing.core.tables import (
-    ENCODING_RULES,
-    LEVEL_TOLERANCE,
-    MAX_COLUMNS,
-    ProgrammingTable,
+from aihwkit_slicing.core.builders import (
     bit_sliced,
     builtin_tables,
     equal_significance,
     from_device_levels,
     seed_table,
     single_pair,
+)
+from aihwkit_slicing.core.tables import (
+    ENCODING_RULES,
+    LEVEL_TOLERANCE,
+    MAX_COLUMNS,
+    ProgrammingTable,
 )
 
 # ----------------------------------------------------------------------------- helpers
@@ -91,7 +93,8 @@ def brute_selected(rule, f_lst, g_lst):
     if rule == "first":
         return tuple(min(cols) for cols in encodings)
     return tuple(
-        min(cols, key=lambda j: (brute_cost(rule, f_lst, g_lst, j), *mirror_key(f_lst, g_lst, j), j))
+        min(cols, key=lambda j: (brute_cost(rule, f_lst, g_lst, j), *mirror_key(f_lst, g_lst, j),
+                                 j))
         for cols in encodings
     )
 
@@ -336,7 +339,8 @@ def test_from_device_levels_with_one_shared_non_uniform_set():
     levels = [0.0, 1.0, 4.0, 9.0]
     table = from_device_levels([1, 3], levels)
     assert table_columns(table) == signed_digit_columns([(levels, levels)] * 2)
-    expected = sorted({a + 3 * b for a in (-9, -4, -1, 0, 1, 4, 9) for b in (-9, -4, -1, 0, 1, 4, 9)})
+    squares = (-9, -4, -1, 0, 1, 4, 9)
+    expected = sorted({a + 3 * b for a in squares for b in squares})
     np.testing.assert_allclose(table.levels, expected)
     assert (table.g_min, table.g_max) == (0.0, 9.0)
 

@@ -24,16 +24,15 @@ from reference_tables import (
     reference_validate_g_lst,
 )
 
-from aihwkit_slicing.core import tables as tables_module
-from aihwkit_slicing.core.tables import (
-    ENCODING_RULES,
-    ProgrammingTable,
+from aihwkit_slicing.core import builders as builders_module
+from aihwkit_slicing.core.builders import (
     bit_sliced,
     builtin_tables,
     equal_significance,
     from_device_levels,
     single_pair,
 )
+from aihwkit_slicing.core.tables import ENCODING_RULES, ProgrammingTable
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -163,7 +162,7 @@ def test_signed_digit_columns_equal_the_reference(f_lst, level_pool, per_device,
             sets = [sorted(set(level_pool))] * 2
         pairs.append((sets[0], sets[1]))
     expected = reference_signed_digit_columns(f_lst, pairs)
-    produced = tables_module._signed_digit_columns(f_lst, pairs)
+    produced = builders_module._signed_digit_columns(f_lst, pairs)
     assert produced.shape == expected.shape
     assert produced.tobytes() == np.ascontiguousarray(expected).tobytes()
 
@@ -189,7 +188,7 @@ def test_from_device_levels_matches_the_reference(name, rule):
 def test_builders_refuse_too_many_columns_with_the_reference_message():
     pairs = [([0.0, 1.0], [0.0, 1.0])] * 13
     expected = message_of(lambda: reference_signed_digit_columns([1.0] * 13, pairs))
-    assert message_of(lambda: tables_module._signed_digit_columns([1.0] * 13, pairs)) == expected
+    assert message_of(lambda: builders_module._signed_digit_columns([1.0] * 13, pairs)) == expected
 
 
 # ------------------------------------------------------------------- random tables

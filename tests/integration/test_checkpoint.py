@@ -561,7 +561,7 @@ def test_example_evaluates_the_saved_chip_as_the_programming_process(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "checkpoint.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "checkpoint.py"
     spec = importlib.util.spec_from_file_location("checkpoint_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)

@@ -12,16 +12,9 @@ from aihwkit.nn.conversion import convert_to_analog
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 
 from aihwkit_slicing.design import allocation as alloc_module
-from aihwkit_slicing.design.allocation import (
-    CANDIDATES,
-    Sensitivities,
-    allocate,
-    allocate_tables,
-    choose_tables,
-    selected_only,
-    solve_knapsack,
-    tuned_table,
-)
+from aihwkit_slicing.design.allocation import Sensitivities, allocate, choose_tables, solve_knapsack
+from aihwkit_slicing.design.candidates import CANDIDATES, selected_only, tuned_table
+from aihwkit_slicing.experiments.sensitivity import allocate_tables
 from aihwkit_slicing.design.assignment import TableAssignment
 from aihwkit_slicing.integration.catalog import make_converter
 from aihwkit_slicing.cli.main import main
@@ -374,7 +367,7 @@ def test_the_reduced_table_of_the_json_programs_like_the_full_one():
 
 def test_tuned_tables_take_per_level_the_encoding_that_errs_least():
     from aihwkit_slicing.design.encodings import column_errors
-    from aihwkit_slicing.core.tables import equal_significance
+    from aihwkit_slicing.core.builders import equal_significance
 
     times = [86400.0, 31536000.0]
     tuned = tuned_table(3, "pcm", times, levels_per_device=9, n_samples=300, seed=1)
@@ -390,7 +383,7 @@ def test_tuned_tables_take_per_level_the_encoding_that_errs_least():
 
 
 def test_default_candidates_span_2_to_16_devices():
-    from aihwkit_slicing.design.allocation import DEFAULT_PAIRS, default_candidates
+    from aihwkit_slicing.design.candidates import DEFAULT_PAIRS, default_candidates
 
     tables = default_candidates("pcm", [86400.0], n_samples=50)
     assert [t.n_devices for t in tables] == [2 * p for p in DEFAULT_PAIRS] == [
@@ -402,7 +395,7 @@ def test_default_candidates_span_2_to_16_devices():
 
 def test_binary_tuned_tables_take_per_level_the_encoding_that_errs_least():
     from aihwkit_slicing.design.encodings import column_errors
-    from aihwkit_slicing.core.tables import bit_sliced
+    from aihwkit_slicing.core.builders import bit_sliced
 
     times = [86400.0]
     tuned = tuned_table(3, "pcm", times, levels_per_device=3, n_samples=200, seed=2,
@@ -515,7 +508,8 @@ def test_cli_noise_aware_records_the_times_and_the_sweep_applies_them(tmp_path, 
 
 
 def test_cli_takes_candidate_tables_from_files(tmp_path, capsys):
-    from aihwkit_slicing.core.tables import equal_significance, save_table
+    from aihwkit_slicing.core.builders import equal_significance
+    from aihwkit_slicing.core.tables import save_table
 
     table_path = tmp_path / "mine.json"
     save_table(equal_significance(3, 5, columns="fill", name="mine"), table_path)

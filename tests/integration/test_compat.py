@@ -35,7 +35,7 @@ from aihwkit_slicing.integration.rpu_configs import make_rpu_config
 from aihwkit_slicing.experiments.sweep import run_sweep
 from aihwkit_slicing.experiments.tasks import Task
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 UNDEFINED_SYMBOL = (
     "ImportError: .../rpu_base.cpython-311-x86_64-linux-gnu.so: undefined symbol: "

@@ -12,7 +12,12 @@ from aihwkit_slicing import QuantizedSlicedConductanceConverter, seed_table
 from aihwkit_slicing.integration.catalog import make_converter
 from aihwkit_slicing.experiments.metrics import weight_errors
 from aihwkit_slicing.experiments.plotting import plot_metric_vs_time
-from aihwkit_slicing.experiments.results import RECORD_FIELDS, SweepResult, format_time, read_records
+from aihwkit_slicing.experiments.results import (
+    RECORD_FIELDS,
+    SweepResult,
+    format_time,
+    read_records,
+)
 from aihwkit_slicing.integration.rpu_configs import make_rpu_config
 from aihwkit_slicing.experiments.sweep import iter_times, run_sweep
 from aihwkit_slicing.experiments.tasks import digits_task

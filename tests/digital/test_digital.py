@@ -1,4 +1,4 @@
-"""Tests of digitally summed weight slicing (aihwkit_slicing.digital.slicing_all, issue #4)."""
+"""Tests of digitally summed weight slicing (aihwkit_slicing.digital, issue #4)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from aihwkit_slicing import (
     convert_to_analog_sliced,
     convert_to_digital_sliced,
 )
-from aihwkit_slicing.digital.slicing_all import SLICE_WEIGHT_SCALING_OMEGA, slice_rpu_config
+from aihwkit_slicing.digital.slice_configs import SLICE_WEIGHT_SCALING_OMEGA, slice_rpu_config
 
 SIGNIFICANCES = [
     pytest.param("equal", None, id="equal"),
@@ -855,7 +855,7 @@ def test_example_runs_in_fast_mode_and_reports_every_variant():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "digital_slicing.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "digital_slicing.py"
     spec = importlib.util.spec_from_file_location("digital_slicing_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
@@ -873,7 +873,7 @@ def test_mapping_example_measures_scaled_and_unscaled_slices_on_the_default_conf
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "examples" / "digital_mapping.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "digital_mapping.py"
     spec = importlib.util.spec_from_file_location("digital_mapping_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
