@@ -31,7 +31,8 @@ from aihwkit_slicing.core.builders import (  # noqa: E402
     single_pair,
 )
 from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter  # noqa: E402
-from aihwkit_slicing.core.tables import ProgrammingTable, load_table, save_table  # noqa: E402
+from aihwkit_slicing.core.table_files import load_table, save_table
+from aihwkit_slicing.core.tables import ProgrammingTable  # noqa: E402
 from aihwkit_slicing.digital.conversion import (  # noqa: E402
     convert_to_analog_sliced,
     convert_to_digital_sliced,

@@ -39,7 +39,7 @@ from aihwkit_slicing.experiments.sweep import run_sweep
 from aihwkit_slicing.experiments.tasks import digits_task, minilm_task
 from aihwkit_slicing.experiments.models.minilm import minilm_available
 from aihwkit_slicing.design.optimizer import optimize_table, simulated_tnmse, weight_matrices
-from aihwkit_slicing.core.tables import save_table
+from aihwkit_slicing.core.table_files import save_table
 
 TIMES = [1.0, 86400.0, 31536000.0]
 TARGET_TIMES = [86400.0, 31536000.0]

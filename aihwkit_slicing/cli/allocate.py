@@ -97,7 +97,7 @@ def _candidates(args: argparse.Namespace) -> Optional[dict]:
     default candidates)."""
     from aihwkit_slicing.design.candidates import CANDIDATES, candidate_specs
     from aihwkit_slicing.integration.catalog import known_names
-    from aihwkit_slicing.core.tables import load_table
+    from aihwkit_slicing.core.table_files import load_table
 
     if args.candidates is None and not args.candidate_file:
         return None

@@ -150,7 +150,7 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
 
     from aihwkit_slicing.design.assignment import TableAssignment
     from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, known_names
-    from aihwkit_slicing.core.tables import load_table
+    from aihwkit_slicing.core.table_files import load_table
 
     tables: dict = {}
 

@@ -19,16 +19,14 @@ or explicitly with :meth:`ProgrammingTable.with_encodings`.
 
 :mod:`aihwkit_slicing.core.builders` makes the common tables (:func:`seed_table`,
 :func:`bit_sliced`, :func:`equal_significance`, :func:`single_pair`,
-:func:`from_device_levels`); :func:`save_table` and :func:`load_table` write and read the
-JSON form.
+:func:`from_device_levels`); :mod:`aihwkit_slicing.core.table_files` writes and reads
+the JSON form.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import numbers
-import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -68,6 +66,10 @@ ENCODING_RULES = ("min_total", "min_weighted", "first")
 TABLE_FORMAT = "aihwkit-slicing-table"
 TABLE_FORMAT_VERSION = 1
 _TABLE_KEYS = {"format", "version", "name", "f_lst", "g_lst", "g_min", "g_max", "encoding"}
+
+#: The smallest device range (``g_max``, microsiemens) a table may have: below it the
+#: conductances were almost surely given in siemens.
+MIN_G_MAX = 0.01
 
 #: Column weights closer than this fraction of the largest ``|u_j|`` count as one level.
 LEVEL_TOLERANCE = 1e-9
@@ -117,6 +119,11 @@ class ProgrammingTable:
         self.g_max = float(self._g.max()) if g_max is None else g_max
         if self.g_max <= 0:
             raise ValueError("g_lst holds only zero conductances; the table encodes nothing")
+        if self.g_max < MIN_G_MAX:
+            raise ValueError(
+                f"g_max = {self.g_max:g} uS: conductances are in microsiemens (25 uS is 25, "
+                f"not 2.5e-05); a device range below {MIN_G_MAX:g} uS is not one aihwkit's "
+                "noise models describe")
         explicit = not isinstance(encoding, str)
         if not explicit and encoding not in ENCODING_RULES:
             raise ValueError(
@@ -201,10 +208,9 @@ class ProgrammingTable:
             mask = bad(self._g)
             if mask.any():
                 i, j = (int(v) for v in np.argwhere(mask)[0])
-                raise ValueError(
-                    f"g_lst[{i}][{j}] = {self._g[i, j]!r} uS lies outside [g_min, g_max] = "
-                    f"[{g_min}, {g_max}] ({name} = {bound})"
-                )
+                side = "below g_min" if name == "g_min" else "above g_max"
+                raise ValueError(f"g_lst[{i}][{j}] = {float(self._g[i, j]):g} uS lies {side} = "
+                                 f"{float(bound):g} uS")
 
     # --------------------------------------------------------------- level grouping
     def _group_levels(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -405,6 +411,7 @@ class ProgrammingTable:
         table._selected = selected
         table.encoding = list(selected)
         table.__dict__.pop("_key", None)
+        table.__dict__.pop("_programmed_hash", None)
         return table
 
     def with_name(self, name: str) -> "ProgrammingTable":
@@ -527,6 +534,20 @@ class ProgrammingTable:
         which table made them."""
         return hashlib.sha256(repr(self.key).encode()).hexdigest()[:12]
 
+    def programmed_hash(self) -> str:
+        """16 hex digits that equal for tables that program every weight alike: the
+        significances, the device range and the column each level is programmed with
+        (name, order of the columns and redundant columns left out). A table and its
+        reduction to the selected columns share it; seeds and records use it."""
+        key = self.__dict__.get("_programmed_hash")
+        if key is None:
+            levels = np.ascontiguousarray(self.level_conductances, dtype=np.float64)
+            text = repr((self._f, levels.shape, self.g_min, self.g_max)) + \
+                hashlib.sha256(levels.tobytes()).hexdigest()
+            key = hashlib.sha256(text.encode()).hexdigest()[:16]
+            self.__dict__["_programmed_hash"] = key
+        return key
+
     @property
     def key(self) -> Tuple[Any, ...]:
         """A small value that equals for equal tables (cached; tables are immutable)."""
@@ -565,35 +586,3 @@ class ProgrammingTable:
 
 def _fmt(value: float) -> str:
     return f"{value:.6g}"
-
-
-def save_table(table: ProgrammingTable, path: Union[str, "os.PathLike[str]"]) -> None:
-    """Write ``table`` as JSON (:meth:`ProgrammingTable.to_dict`) to ``path``."""
-    with open(path, "w") as handle:
-        json.dump(table.to_dict(), handle, indent=1)
-        handle.write("\n")
-
-
-def load_table(path: Union[str, "os.PathLike[str]"]) -> ProgrammingTable:
-    """Read a table written by :func:`save_table` (or by hand, same keys).
-
-    Its name is the file's ``name`` field, or else the file name without ``.json``.
-
-    Raises:
-        ValueError: one sentence naming the file and the problem (unreadable, not
-            JSON, a missing or bad key).
-    """
-    try:
-        with open(path) as handle:
-            data = json.load(handle)
-    except OSError as error:
-        raise ValueError(f"{path}: cannot read it ({error.strerror or error})") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not JSON ({error.msg} at line {error.lineno})") from None
-    try:
-        table = ProgrammingTable.from_dict(data)
-    except (ValueError, TypeError) as error:
-        raise ValueError(f"{path}: {error}") from None
-    if table.name is None:
-        table = table.with_name(os.path.splitext(os.path.basename(path))[0])
-    return table

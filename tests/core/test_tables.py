@@ -369,7 +369,7 @@ def test_from_device_levels_with_one_set_per_device_unsorted_and_duplicated():
 def test_from_device_levels_honours_given_g_min_g_max_and_name():
     table = from_device_levels([1], [1.0, 2.0, 3.0], g_min=0.5, g_max=4.0, name="x")
     assert (table.g_min, table.g_max, table.name) == (0.5, 4.0, "x")
-    with raises_naming("g_min", "lies outside"):
+    with raises_naming("g_min", "lies below g_min = 1.5 uS"):
         from_device_levels([1], [1.0, 2.0, 3.0], g_min=1.5)
 
 
@@ -499,7 +499,7 @@ BAD_TABLE_INPUTS = {
     "entry below g_min": (dict(f_lst=[1], g_lst=[[0.5, 1], [1, 2]], g_min=1.0),
                           ["g_lst[0][0]", "0.5", "g_min"]),
     "entry above g_max": (dict(f_lst=[1], g_lst=[[0, 1], [3, 0]], g_max=2.0),
-                          ["g_lst[1][0]", "3.0", "g_max"]),
+                          ["g_lst[1][0] = 3 uS", "above g_max = 2 uS"]),
     "g_min equals g_max": (dict(f_lst=[1], g_lst=[[1, 1], [1, 1]], g_min=1.0, g_max=1.0),
                            ["g_min", "g_max", "1.0"]),
     "g_min above g_max": (dict(f_lst=[1], g_lst=[[1, 2], [2, 1]], g_min=3.0, g_max=2.0),

@@ -509,7 +509,7 @@ def test_cli_noise_aware_records_the_times_and_the_sweep_applies_them(tmp_path, 
 
 def test_cli_takes_candidate_tables_from_files(tmp_path, capsys):
     from aihwkit_slicing.core.builders import equal_significance
-    from aihwkit_slicing.core.tables import save_table
+    from aihwkit_slicing.core.table_files import save_table
 
     table_path = tmp_path / "mine.json"
     save_table(equal_significance(3, 5, columns="fill", name="mine"), table_path)
