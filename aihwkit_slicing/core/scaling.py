@@ -21,6 +21,12 @@ outermost level (the *clip*):
 Each rule works per tensor or per output channel (``per_channel=True``: one scale per
 row of the ``[out, in]`` weight aihwkit hands the converter, i.e. per index of the
 first dimension).
+
+A row (or tensor) of zeros has no scale of its own. As aihwkit's converters do, it is
+scaled as if its largest ``|w|`` were :data:`ZERO_ROW_MAX`: its devices hold the level
+nearest zero and read back, noise included, as weights of the order of
+``ZERO_ROW_MAX x noise / level range``, i.e. zero. (A scale of 1 uS per weight unit would
+read their programming noise in microsiemens as weights.)
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ __all__ = ["SCALE_RULES", "LevelNoise", "Scaling", "compute_scaling", "raise_not
            "validate_rule"]
 
 SCALE_RULES = ("max", "percentile", "mse")
+
+#: The largest ``|w|`` (weight units) a row of zeros is scaled as if it had (aihwkit's
+#: converters clip ``max|w|`` at the same value).
+ZERO_ROW_MAX = 1e-7
 
 #: Relative distance beyond an outermost level below which a weight counts as on it
 #: (not clipped): covers the rounding of ``clip * (level / clip)``.
@@ -142,7 +152,10 @@ def compute_scaling(
         clip = _clips_by_row_block(w, rule, quantizer, reach, abs_max, percentile,
                                    level_noise).to(cdtype)
         scale = torch.where(clip > 0, reach / clip, inf)
-    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
+    # a row of zeros (or of nothing the rule could see): see ZERO_ROW_MAX
+    zero_row_scale = max(top, -bottom) / ZERO_ROW_MAX
+    scale = torch.where(torch.isfinite(scale) & (scale > 0), scale,
+                        torch.full_like(scale, zero_row_scale))
     # Everything the host needs, in one transfer (one synchronisation on a GPU): the
     # extremes (finite?), the signs in use, and the clip counts.
     checks = [w_min.min().double(), w_max.max().double(), (w_max > 0).any().double(),
