@@ -1,8 +1,8 @@
 """Shared test set-up: every test starts from the same state, whatever ran before.
 
 * torch's global generator is seeded (aihwkit's noise models draw from it);
-* the registry of live device states (``aihwkit_slicing.core.device_state``) is a fresh,
-  empty one for every test, so no test can see another's programmed tiles;
+* device state lives only on the tensors and tiles it describes (nothing is kept at
+  module level), so no test can see another's programmed tiles;
 * matplotlib draws off screen; Hugging Face stays offline.
 
 The suite runs in random order (pytest-randomly) and in parallel (pytest-xdist).
@@ -16,7 +16,6 @@ import matplotlib
 import pytest
 import torch
 
-from aihwkit_slicing.core import device_state
 
 # tests/ holds helpers (aihwkit_helpers, reference_tables) that tests in the subfolders,
 # which mirror the package's folders, import
@@ -28,7 +27,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 @pytest.fixture(autouse=True)
-def _isolated_state(monkeypatch):
+def _seeded():
     torch.manual_seed(0)
-    monkeypatch.setattr(device_state, "_LIVE", {})
     yield

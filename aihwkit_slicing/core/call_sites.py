@@ -34,6 +34,7 @@ from typing import Any, Dict, Optional
 from aihwkit.inference.noise.base import BaseNoiseModel
 from aihwkit.simulator.tiles.analog_mvm_irdrop_t import AnalogMVMIRDropT
 from aihwkit.simulator.tiles.inference import InferenceTileWithPeriphery
+from aihwkit.simulator.tiles.torch_tile_irdrop_t import TorchSimulatorTileIRDropT
 
 PROGRAMMING = "programming"
 DRIFT = "drift"
@@ -60,6 +61,7 @@ _SITES: Dict[CodeType, str] = {
     _code(AnalogMVMIRDropT._apply_xdep_pcm_read_noise): XDEP_READ_NOISE,
 }
 _DRIFT_WEIGHTS = _code(InferenceTileWithPeriphery.drift_weights)
+_IRDROP_TILE_FORWARD = _code(TorchSimulatorTileIRDropT.forward)
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,10 @@ class CallSite:
     Attributes:
         kind: one of :data:`PROGRAMMING`, :data:`DRIFT`, :data:`IRDROP_FORWARD`,
             :data:`XDEP_READ_NOISE`, :data:`OTHER`.
-        tile: for :data:`DRIFT` called from an aihwkit tile's ``drift_weights``, that
-            analog tile; else None.
+        tile: the analog tile converting: for :data:`DRIFT` called from an aihwkit
+            tile's ``drift_weights``, that tile; for :data:`IRDROP_FORWARD`, the analog
+            tile whose simulator tile runs the forward pass (found on the call stack);
+            else None.
         t_inference: for :data:`DRIFT`, the inference time in seconds; else None.
     """
 
@@ -89,6 +93,8 @@ def call_site() -> CallSite:
         if kind == DRIFT:
             t_inference = frame.f_locals.get("t_inference")
             return CallSite(DRIFT, _drifting_tile(frame.f_back), t_inference)
+        if kind == IRDROP_FORWARD:
+            return CallSite(IRDROP_FORWARD, _forward_tile(frame.f_back))
         if kind is not None:
             return CallSite(kind)
         frame = frame.f_back
@@ -102,6 +108,24 @@ def _drifting_tile(frame: Optional[FrameType]) -> Any:
             return None
         if frame.f_code is _DRIFT_WEIGHTS:
             return frame.f_locals.get("self")
+        frame = frame.f_back
+    return None
+
+
+def _forward_tile(frame: Optional[FrameType]) -> Any:
+    """The analog tile whose IR-drop simulator tile runs its forward pass above
+    ``frame``: the caller (``joint_forward``, or the drift-compensation readout) of
+    ``TorchSimulatorTileIRDropT.forward``, whose ``tile`` is that simulator tile."""
+    simulator = None
+    for _ in range(2 * MAX_DEPTH):
+        if frame is None:
+            return None
+        owner = frame.f_locals.get("self")
+        if simulator is None:
+            if frame.f_code is _IRDROP_TILE_FORWARD:
+                simulator = owner
+        elif owner is not None and getattr(owner, "tile", None) is simulator:
+            return owner
         frame = frame.f_back
     return None
 

@@ -209,7 +209,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         self._check_type(weights)
         site = call_site()
         if site.kind == IRDROP_FORWARD:
-            return self._convert_tile_copy(weights)
+            return self._convert_tile_copy(weights, site.tile)
         if site.kind == XDEP_READ_NOISE:
             raise ValueError(
                 "rpu_config.forward.apply_xdep_pcm_read_noise = True does not work with "
@@ -260,9 +260,7 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
             t_inference=site.t_inference if site is not None else None,
         )
         device_state.attach(weights, state)
-        if origin is None:
-            device_state.register(state)  # a programming: the IR-drop forward looks for it
-        elif site.kind == DRIFT and site.tile is not None:
+        if origin is not None and site.kind == DRIFT and site.tile is not None:
             origin.drifted_to = site.t_inference
             if converts_in_forward(site.tile):
                 origin.current = state  # the drifted devices its forward pass converts
@@ -309,26 +307,23 @@ class QuantizedSlicedConductanceConverter(BaseConductanceConverter):
         block = self._quantizer.encode(weights, scale)
         return list(block.unbind(0)), self._params(scale, scaling.clipped_fraction)
 
-    def _convert_tile_copy(self, tile_copy: Tensor) -> Tuple[List[Tensor], Dict]:
-        """The IR-drop forward pass: ``tile_copy`` is a tile's weights, ``[in, out]``,
+    def _convert_tile_copy(self, tile_copy: Tensor, tile: Any) -> Tuple[List[Tensor], Dict]:
+        """The IR-drop forward pass: ``tile_copy`` is ``tile``'s weights, ``[in, out]``,
         zero-padded.
 
-        Answered with the devices of the live state whose weights ``tile_copy``
-        reproduces exactly (the drifted state first, then the programmed one); a copy of
-        no live state is a new target, with its channels (output columns) along
+        Answered with the devices of ``tile``'s own state whose weights ``tile_copy``
+        reproduces exactly (the drifted state first, then the programmed one); anything
+        else (a tile never programmed, weights set or loaded directly, no tile found) is
+        a new target, as in a fresh process, with its channels (output columns) along
         dimension 1.
         """
         decode = self._quantizer.decode
-        for programmed in device_state.live_states(self.table.key):
-            for state in (programmed.current, programmed):
-                if state is not None and device_state.match_padded_transpose(
-                        tile_copy, state, decode):
-                    padding = self._quantizer.zero_conductances(tile_copy.dtype,
-                                                                tile_copy.device)
-                    laid_out = device_state.laid_out_like_copy(state, tile_copy.shape[0],
-                                                               padding)
-                    scale = state.scale.reshape(1, -1) if state.scale.dim() else state.scale
-                    return laid_out, self._params(scale, state.clipped_fraction)
+        for state in device_state.tile_states(tile, self.table.key):
+            if device_state.match_padded_transpose(tile_copy, state, decode):
+                padding = self._quantizer.zero_conductances(tile_copy.dtype, tile_copy.device)
+                laid_out = device_state.laid_out_like_copy(state, tile_copy.shape[0], padding)
+                scale = state.scale.reshape(1, -1) if state.scale.dim() else state.scale
+                return laid_out, self._params(scale, state.clipped_fraction)
         if tile_copy.dim() != 2:
             return self._convert_new_target(tile_copy)
         return self._convert_new_target(tile_copy, channel_dim=1)

@@ -18,23 +18,24 @@ it describes:
   forward pass needs the drifted devices) is kept on that programmed state as its
   :attr:`DeviceState.current`; other tiles never convert in their forward pass, so
   their drifted devices are not kept.
-* The IR-drop forward pass receives a copy (transposed, padded), not the tensor, so it
-  looks among the *live* states of its table (:func:`live_states`, weak references
-  only: a state leaves when its tensor is freed; no capacity, no eviction) for the one
-  whose weights the copy reproduces bit for bit (:func:`match_padded_transpose`).
-  A few probe entries are compared first, then every entry; nothing is decided by a
-  digest.
+* The IR-drop forward pass receives a copy (transposed, padded), not the tensor. The
+  converter finds the analog tile running that forward pass on the call stack
+  (:mod:`aihwkit_slicing.core.call_sites`) and looks only at *that tile's* states: the
+  one attached to its programmed weights and the drifted one kept on it. It uses one
+  only if the copy reproduces its weights bit for bit (:func:`match_padded_transpose`;
+  a few probe entries are compared first, then every entry; nothing is decided by a
+  digest). No other tile's state is ever consulted, so a model's forward pass does not
+  depend on which other models are alive.
 
-Recognition is therefore by identity (the attribute on the very tensor) or by exact
-equality with a live state. A tensor is used with its attached state only while it is
-unchanged (an exact recomputation from its devices proves it).
+Recognition is therefore by identity (the attribute on the very tensor, the tile on the
+stack) and exact equality. A tensor is used with its attached state only while it is
+unchanged (an exact recomputation from its devices proves it). Nothing is kept at
+module level.
 """
 
 from __future__ import annotations
 
-import itertools
-import weakref
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, List, Optional
 
 import torch
 from torch import Tensor
@@ -80,8 +81,10 @@ class DeviceState:
         self.drifted_to: Optional[float] = None
         flat = weights.detach().reshape(-1)
         count = min(PROBE_SIZE, flat.numel())
-        self.probe_index = torch.linspace(0, flat.numel() - 1, count,
-                                          device=flat.device).long() if count else None
+        # evenly spaced entries, in integers: a float32 linspace rounds indices past
+        # 2**24 up beyond the last entry
+        self.probe_index = (torch.arange(count, device=flat.device) * (flat.numel() - 1)
+                            // max(1, count - 1)) if count else None
         self.probe_values = flat[self.probe_index].clone() if count else None
 
     @property
@@ -94,15 +97,6 @@ class DeviceState:
         g = self.conductances[0]
         return weights.shape == g.shape and weights.dtype == g.dtype and \
             weights.device == g.device
-
-    def __getstate__(self) -> Dict[str, Any]:
-        return self.__dict__.copy()
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        """Restore a pickled or deep-copied state; a programmed one is live again."""
-        self.__dict__.update(state)
-        if self.t_inference is None:
-            register(self)
 
     def __repr__(self) -> str:
         when = "programmed" if self.t_inference is None else f"t = {self.t_inference:g} s"
@@ -134,16 +128,10 @@ def attached(weights: Tensor, table_key: Any, decode: Decoder) -> Optional[Devic
 
 
 def restore(weights: Tensor, state: DeviceState) -> None:
-    """Give restored programmed ``weights`` their devices back (for checkpoints).
-
-    Attaches ``state`` to ``weights`` (:func:`attach`) and, for a programmed state
-    (``t_inference`` None), makes it live (:func:`register`), as unpickling does: the
-    IR-drop forward pass looks for it there. Recognition is unchanged: the converter
-    uses the state only while ``weights`` is exactly what its conductances decode to.
-    """
+    """Give restored programmed ``weights`` their devices back (for checkpoints): attach
+    ``state`` (:func:`attach`). Recognition is unchanged: the converter uses the state
+    only while ``weights`` is exactly what its conductances decode to."""
     attach(weights, state)
-    if state.t_inference is None:
-        register(state)
 
 
 def state_of(weights: Tensor) -> Optional[DeviceState]:
@@ -152,37 +140,15 @@ def state_of(weights: Tensor) -> Optional[DeviceState]:
     return state if isinstance(state, DeviceState) else None
 
 
-# ================================================================ live states
-_LIVE: Dict[Any, Dict[int, "weakref.ref[DeviceState]"]] = {}
-_ids = itertools.count()
-
-
-def register(state: DeviceState) -> None:
-    """Make ``state`` findable by :func:`live_states` while it is alive."""
-    key = state.table_key
-    token = next(_ids)
-
-    def forget(_: Any, key: Any = key, token: int = token) -> None:
-        states = _LIVE.get(key)
-        if states is not None:
-            states.pop(token, None)
-            if not states:
-                _LIVE.pop(key, None)
-
-    _LIVE.setdefault(key, {})[token] = weakref.ref(state, forget)
-
-
-def live_states(table_key: Any) -> Iterator[DeviceState]:
-    """The programmed states of ``table_key`` that are still alive."""
-    for ref in list(_LIVE.get(table_key, {}).values()):
-        state = ref()
-        if state is not None:
-            yield state
-
-
-def live_state_count() -> int:
-    """How many programmed states are alive (all tables): for tests and reports."""
-    return sum(1 for states in _LIVE.values() for ref in states.values() if ref() is not None)
+def tile_states(tile: Any, table_key: Any) -> List[DeviceState]:
+    """The states an analog ``tile``'s IR-drop forward pass may be converting, latest
+    first: the drifted state kept on its programmed state, then the programmed state
+    (attached to ``tile.programmed_weights``), if they belong to ``table_key``."""
+    programmed = getattr(tile, "programmed_weights", None)
+    state = state_of(programmed) if isinstance(programmed, Tensor) else None
+    if state is None or state.table_key != table_key:
+        return []
+    return [s for s in (state.current, state) if s is not None]
 
 
 # =============================================================== copy matching

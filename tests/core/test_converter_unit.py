@@ -788,14 +788,17 @@ def test_quantize_always_quantizes():
 
 def test_device_state_lives_exactly_as_long_as_the_produced_tensor():
     import gc
+    import weakref
 
-    gc.collect()
-    before = device_state.live_state_count()
     produced, _, _ = produce(make("bit_sliced(2,4)"), torch.randn(6, 5), noise=NOISE)
-    assert device_state.live_state_count() == before + 1
+    state = weakref.ref(device_state.state_of(produced))
+    assert state() is not None
     del produced
     gc.collect()
-    assert device_state.live_state_count() == before
+    assert state() is None
+    kept = [name for name, value in vars(device_state).items()
+            if isinstance(value, (dict, list, set)) and value and not name.startswith("__")]
+    assert not kept, f"device_state keeps {kept} at module level"
 
 
 # ------------------------------------------------------------------ python protocol
@@ -896,7 +899,7 @@ BAD_CONVERTER_ARGS = {
                              ["g_lst[0][1]", "-1"]),
     "wrong row count": (dict(g_lst=SEED_G[:3]), ["g_lst", "got 3 rows"]),
     "g_min above g_max": (dict(g_min=30.0, g_max=25.0), ["g_min", "g_max"]),
-    "entry above g_max": (dict(g_max=20.0), ["g_lst", "g_max", "20.0"]),
+    "entry above g_max": (dict(g_max=20.0), ["g_lst", "above g_max = 20 uS"]),
     "unknown encoding": (dict(encoding="cheap"), ["encoding", "'cheap'"]),
 }
 

@@ -111,3 +111,14 @@ def test_an_all_zero_layer_programs_to_zero_weights(scale, per_channel):
     programmed, _ = noise.apply_programming_noise(torch.zeros(5, 7))
     assert float(programmed.abs().max()) <= 1e-6
 
+
+def test_a_tensor_past_two_to_the_24_entries_round_trips():
+    """Probe indices came from a float32 linspace and ran past the last entry."""
+    torch.manual_seed(0)
+    weights = torch.randn(30522, 768)  # BERT's embedding: 23,440,896 > 2**24 entries
+    converter = QuantizedSlicedConductanceConverter.from_table(seed_table())
+    conductances, params = converter.convert_to_conductances(weights)
+    back = converter.convert_back_to_weights(conductances, params)
+    del conductances
+    again, _ = converter.convert_to_conductances(back)  # answered from its devices
+    assert torch.equal(converter.convert_back_to_weights(again, params), back)
