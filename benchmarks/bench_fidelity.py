@@ -116,7 +116,7 @@ def compare_with_wpo(weights: Any, quick: bool, seed: int) -> Dict[str, Any]:
     out["ours"] = {"table": ours.table.name, "objective_expected": ours.objective,
                    "seconds": time.perf_counter() - start}
 
-    config = make_rpu_config(NPairConductanceConverter([1.0] * 4), "pcm")
+    config = make_rpu_config(NPairConductanceConverter([1.0] * 4), "pcm", mapping="tensor")
     start = time.perf_counter()
     wpo = WeightProgrammingOptimizer(
         flat, [None] * 4, config, TARGET_TIMES, NPairConductanceConverter([1.0] * 4),

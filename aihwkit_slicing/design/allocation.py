@@ -39,7 +39,14 @@ from torch import Tensor, nn
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
 from aihwkit_slicing.design.assignment import TableAssignment
-from aihwkit_slicing.integration.catalog import DEFAULT_PER_CHANNEL, DEFAULT_SCALE, TableSpec
+from aihwkit_slicing.integration.catalog import (
+    DEFAULT_PER_CHANNEL,
+    DEFAULT_SCALE,
+    TableSpec,
+    make_converter,
+)
+from aihwkit_slicing.integration.noise_models import build_noise_model
+from aihwkit_slicing.integration.setting import noise_params
 from aihwkit_slicing.core.tables import ProgrammingTable
 from aihwkit_slicing.core.validation import is_integer, is_real_number
 from aihwkit_slicing.design.candidates import selected_only
@@ -75,6 +82,7 @@ class Sensitivities:
         scale, per_channel: the scaling of quantized tables measured with.
         noise_aware: inference times (seconds) the clip of quantized tables was chosen
             for (noise-aware ``mse``), or None for plain ``mse``.
+        mapping: aihwkit's weight mapping measured with (``"column"`` or ``"tensor"``).
     """
 
     layers: List[str]
@@ -93,6 +101,7 @@ class Sensitivities:
     scale: str = DEFAULT_SCALE
     per_channel: bool = DEFAULT_PER_CHANNEL
     noise_aware: Optional[List[float]] = None
+    mapping: str = "column"
 
     @property
     def mean(self) -> Tensor:
@@ -318,10 +327,18 @@ class Allocation:
                                  "it cannot be a pattern of its own")
             rules.append((layer.name or "*", specs[layer.table]))
         assignment = TableAssignment(rules, name=name or self.name or self.default_name(),
-                                     scale=self.scale)
+                                     scale=self.scale, recorded=self.recorded())
         for layer in self.layers:  # the ordering above guarantees this
             assert assignment.spec_for(layer.name) is specs[layer.table], layer.name
         return assignment
+
+    def recorded(self) -> Dict[str, Any]:
+        """The setting the allocation was measured in, as an assignment records it
+        (:data:`~aihwkit_slicing.design.assignment.RECORDED_KEYS`)."""
+        return {"noise_model": noise_name(self.noise_model),
+                "noise_params": noise_params_of(self.noise_model),
+                "compensation": self.compensation, "mapping": self.sensitivities.mapping,
+                "peripherals": "ideal", "seed": self.sensitivities.seed}
 
     def default_name(self) -> str:
         """``"allocation-<budget>dev"``."""
@@ -342,10 +359,7 @@ class Allocation:
             "devices_per_weight": self.devices_per_weight,
             "budget": self.budget,
             "times": list(self.sensitivities.times),
-            "noise_model": noise_name(self.noise_model),
-            "compensation": self.compensation,
             "measure": self.sensitivities.measure,
-            "seed": self.sensitivities.seed,
             "repeats": self.sensitivities.repeats,
             "exact": self.exact,
             "candidates": dict(zip(self.sensitivities.candidates, self.sensitivities.devices)),
@@ -375,7 +389,8 @@ class Allocation:
         """
         return self.to_assignment().rpu_config_fun(
             base_rpu_config, self.noise_model if noise_model is None else noise_model,
-            self.compensation if compensation is None else compensation, peripherals)
+            self.compensation if compensation is None else compensation, peripherals,
+            self.sensitivities.mapping)
 
     # -------------------------------------------------------------- reports
     def by_kind(self) -> Dict[str, Dict[str, int]]:
@@ -472,3 +487,9 @@ def check_int(name: str, value: Any, minimum: int) -> int:
     if not is_integer(value) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def noise_params_of(noise_model: Any) -> str:
+    """The non-default parameters (JSON) of a noise model given as a name, class,
+    factory or instance (:func:`aihwkit_slicing.integration.setting.noise_params`)."""
+    return noise_params(build_noise_model(noise_model, make_converter("aihwkit-1pair")))

@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import copy
 import fnmatch
-import hashlib
 import json
+import numbers
 from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Tuple
 
-import torch
 from aihwkit.inference.converter.base import BaseConductanceConverter
 from torch import nn
 
@@ -39,9 +38,13 @@ from aihwkit_slicing.integration.catalog import (
     TableSpec,
     devices_per_weight,
     make_converter,
+    spec_hash,
+    spec_name,
     table_of,
 )
-from aihwkit_slicing.design.encodings import level_noise as simulate_level_noise
+from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS, make_rpu_config
+from aihwkit_slicing.integration.setting import short_hash
+from aihwkit_slicing.design.encodings import seeded_level_noise
 from aihwkit_slicing.core.scaling import validate_rule
 from aihwkit_slicing.core.tables import ProgrammingTable
 from aihwkit_slicing.core.validation import validate_times
@@ -55,6 +58,11 @@ _WILDCARDS = set("*?[")
 RULE_KEYS = ("scale", "per_channel", "percentile", "noise_aware")
 #: The percentile of ``scale="percentile"`` where a rule leaves it out (as everywhere).
 DEFAULT_PERCENTILE = 99.9
+#: What else an assignment may record of the setting it was chosen in (an allocation
+#: records all of them): the noise model's name and non-default parameters (JSON), drift
+#: compensation, aihwkit's weight mapping, the peripherals and the seed.
+RECORDED_KEYS = ("noise_model", "noise_params", "compensation", "mapping", "peripherals",
+                 "seed")
 
 
 class ScalingRule(NamedTuple):
@@ -110,6 +118,34 @@ def check_scaling_rule(rule: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     return checked
 
 
+def check_recorded(recorded: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The setting an assignment records besides its scaling rule, checked
+    (``ValueError`` naming the key and the value). None values are left out."""
+    if recorded is None:
+        return {}
+    if not isinstance(recorded, Mapping):
+        raise ValueError(f"an assignment's recorded setting must be a dict with keys "
+                         f"{', '.join(RECORDED_KEYS)}, got {recorded!r}")
+    checked = {key: value for key, value in recorded.items() if value is not None}
+    for key, value in checked.items():
+        if key not in RECORDED_KEYS:
+            raise ValueError(f"unknown key {key!r} in the assignment's recorded setting "
+                             f"(keys: {', '.join(RECORDED_KEYS)})")
+        if key in ("noise_model", "noise_params") and not isinstance(value, str):
+            raise ValueError(f"{key} must be a string, got {value!r}")
+        if key == "compensation" and not isinstance(value, bool):
+            raise ValueError(f"compensation must be true or false, got {value!r}")
+        if key == "mapping" and value not in MAPPINGS:
+            raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, got {value!r}")
+        if key == "peripherals" and value not in PERIPHERALS:
+            raise ValueError(f"peripherals must be one of {', '.join(PERIPHERALS)}, "
+                             f"got {value!r}")
+        if key == "seed" and (isinstance(value, bool) or not isinstance(
+                value, numbers.Integral) or value < 0):
+            raise ValueError(f"seed must be an integer >= 0, got {value!r}")
+    return checked
+
+
 def pattern_matches(pattern: str, layer_name: str) -> bool:
     """Whether ``pattern`` (see the module docstring) matches ``layer_name``."""
     if _WILDCARDS & set(pattern):
@@ -132,13 +168,17 @@ class TableAssignment:
             defaults: ``"mse"`` per output channel, percentile 99.9, not noise-aware);
             where none is, a sweep applies its own. Converters given as specs keep
             their own settings either way.
+        recorded: the setting the assignment was chosen in (keys
+            :data:`RECORDED_KEYS`); :meth:`rpu_config_fun` defaults to it, and a sweep
+            of the assignment under another setting warns, naming what differs.
 
     Raises:
         ValueError: for an empty assignment, a pattern that is not a non-empty string or
-            a bad scaling rule (naming the key).
+            a bad scaling rule or recorded setting (naming the key).
     """
 
-    def __init__(self, rules: Any, name: Optional[str] = None, scale: Optional[Dict] = None):
+    def __init__(self, rules: Any, name: Optional[str] = None, scale: Optional[Dict] = None,
+                 recorded: Optional[Dict] = None):
         pairs = list(rules.items()) if isinstance(rules, Mapping) else list(rules)
         if not pairs:
             raise ValueError("an assignment needs at least one 'pattern: table' rule")
@@ -150,6 +190,7 @@ class TableAssignment:
                                 f"ProgrammingTable or a converter, got {type(spec).__name__}")
         self.rules: List[Tuple[str, TableSpec]] = pairs
         self.scale = check_scaling_rule(scale)
+        self.recorded = check_recorded(recorded)
         self.name = name or ",".join(f"{p}={spec_name(s)}" for p, s in pairs)
 
     def __iter__(self) -> Iterator[Tuple[str, TableSpec]]:
@@ -176,19 +217,22 @@ class TableAssignment:
 
     def converters(self, make: Callable[[TableSpec], BaseConductanceConverter] = make_converter
                    ) -> Dict[str, BaseConductanceConverter]:
-        """One fresh converter per distinct spec, by :func:`_spec_name`."""
-        return {name: make(spec) for name, spec in self.distinct_specs()}
+        """One fresh converter per distinct spec, by what it programs
+        (:func:`~aihwkit_slicing.integration.catalog.spec_hash`), not by name: two
+        tables of one name stay two."""
+        return {key: make(spec) for key, spec in self.distinct_specs()}
 
     def distinct_specs(self) -> List[Tuple[str, TableSpec]]:
-        """``(name, spec)`` of every distinct table of the rules, in rule order."""
+        """``(key, spec)`` of every distinct table of the rules, in rule order
+        (:func:`~aihwkit_slicing.integration.catalog.spec_hash`)."""
         seen: Dict[str, TableSpec] = {}
         for _, spec in self.rules:
-            seen.setdefault(spec_name(spec), spec)
+            seen.setdefault(spec_hash(spec), spec)
         return list(seen.items())
 
-    def rpu_config_fun(self, base_rpu_config: Any = None, noise_model: Any = "pcm",
-                       compensation: bool = True, peripherals: str = "ideal"
-                       ) -> Callable[[str, nn.Module, Any], Any]:
+    def rpu_config_fun(self, base_rpu_config: Any = None, noise_model: Any = None,
+                       compensation: Optional[bool] = None, peripherals: Optional[str] = None,
+                       mapping: Optional[str] = None) -> Callable[[str, nn.Module, Any], Any]:
         """aihwkit's ``specific_rpu_config_fun``: every layer gets its table's rpu_config::
 
             analog = convert_to_analog(model, TorchInferenceRPUConfig(),
@@ -197,30 +241,41 @@ class TableAssignment:
         Quantized tables scale as :attr:`scale` says (``{"scale": ..., "per_channel":
         ..., "noise_aware": [seconds, ...]}``; default ``"mse"`` per output channel, as in
         sweeps; with ``noise_aware``, the clip errs least after programming and drift at
-        those times under ``noise_model``). Modules without
-        weights that aihwkit converts too (``Sequential``) keep the rpu_config they are
-        given.
+        those times under ``noise_model``, its level noise simulated exactly as a sweep
+        does, :func:`~aihwkit_slicing.design.encodings.seeded_level_noise`). Modules
+        without weights that aihwkit converts too (``Sequential``) keep the rpu_config
+        they are given. A layer converted this way is the layer a sweep of the
+        assignment programs.
 
         Args:
             base_rpu_config: rpu_config every layer's starts from (copied); default: the
                 one ``convert_to_analog`` passes (its ``rpu_config`` argument).
-            noise_model, compensation, peripherals: as for
-                :func:`aihwkit_slicing.integration.rpu_configs.make_rpu_config`.
+            noise_model, compensation, peripherals, mapping: as for
+                :func:`aihwkit_slicing.integration.rpu_configs.make_rpu_config`; default:
+                what the assignment records (:attr:`recorded`), else PCM, compensation
+                on, ideal peripherals and per-column mapping (a sweep's defaults).
 
         Raises:
             ValueError: while converting, for a layer no rule matches (naming it).
         """
-        from aihwkit_slicing.integration.rpu_configs import make_rpu_config
-
+        recorded = self.recorded
+        if noise_model is None:
+            noise_model = recorded.get("noise_model", "pcm")
+        compensation = recorded.get("compensation", True) if compensation is None else (
+            compensation)
+        peripherals = peripherals or recorded.get("peripherals", "ideal")
+        mapping = mapping or recorded.get("mapping", "column")
         rule = self.scaling_rule()
+        noise_name = noise_model if isinstance(noise_model, str) else (
+            getattr(noise_model, "__name__", None) or type(noise_model).__name__)
 
         def converter(spec: TableSpec) -> BaseConductanceConverter:
             table = table_of(spec)
             noise = None
-            if rule.noise_aware and table is not None:
-                with torch.random.fork_rng(devices=[]):
-                    noise = simulate_level_noise(table, noise_model, rule.noise_aware,
-                                                 compensation=compensation)
+            if rule.noise_aware and table is not None and not isinstance(
+                    spec, BaseConductanceConverter):
+                noise = seeded_level_noise(table, noise_model, noise_name, rule.noise_aware,
+                                           compensation)
             return make_converter(spec, scale=rule.scale, per_channel=rule.per_channel,
                                   percentile=rule.percentile, level_noise=noise)
 
@@ -229,9 +284,10 @@ class TableAssignment:
         def specific_rpu_config(layer_name: str, module: nn.Module, rpu_config: Any) -> Any:
             if not is_weight_layer(module):
                 return rpu_config
-            converter = copy.deepcopy(converters[spec_name(self.spec_for(layer_name))])
+            converter = copy.deepcopy(converters[spec_hash(self.spec_for(layer_name))])
             base = rpu_config if base_rpu_config is None else base_rpu_config
-            return make_rpu_config(converter, noise_model, compensation, peripherals, base=base)
+            return make_rpu_config(converter, noise_model, compensation, peripherals,
+                                   mapping, base=base)
 
         return specific_rpu_config
 
@@ -247,7 +303,7 @@ class TableAssignment:
         devices, weights = 0.0, 0
         for name, module in weight_layers(model):
             count = module.weight.numel()
-            devices += count * devices_per_weight(converters[spec_name(self.spec_for(name))])
+            devices += count * devices_per_weight(converters[spec_hash(self.spec_for(name))])
             weights += count
         if not weights:
             raise ValueError("the model has no Linear or Conv layer to assign tables to")
@@ -268,8 +324,10 @@ class TableAssignment:
                 raise ValueError(f"the converter for {pattern!r} ({type(spec).__name__}) has "
                                  "no JSON form; use a table name or a ProgrammingTable")
             rules.append({"layers": pattern, "table": table})
-        return {"format": FORMAT, "version": FORMAT_VERSION, "name": self.name,
+        data = {"format": FORMAT, "version": FORMAT_VERSION, "name": self.name,
                 "scale": self.scale, "rules": rules}
+        data.update(self.recorded)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], name: Optional[str] = None
@@ -290,23 +348,19 @@ class TableAssignment:
             table = rule["table"]
             spec = ProgrammingTable.from_dict(table) if isinstance(table, Mapping) else table
             pairs.append((rule["layers"], spec))
-        return cls(pairs, name=name or data.get("name"), scale=data.get("scale"))
+        return cls(pairs, name=name or data.get("name"), scale=data.get("scale"),
+                   recorded={key: data.get(key) for key in RECORDED_KEYS})
 
     def content_hash(self) -> str:
-        """A short hash of the rules' content (patterns and tables)."""
-        text = json.dumps(self.to_dict()["rules"], sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        """16 hex digits of the rules: patterns and what each table programs
+        (:func:`~aihwkit_slicing.integration.catalog.spec_hash`; names left out). An
+        assignment and its JSON round trip (whose tables are reduced to the columns they
+        program) share it."""
+        text = json.dumps([[pattern, spec_hash(spec)] for pattern, spec in self.rules])
+        return short_hash(text)
 
     def __repr__(self) -> str:
         return f"TableAssignment({dict(self.rules)!r}, name={self.name!r})"
-
-
-def spec_name(spec: TableSpec) -> str:
-    """The display name of a table spec (a name, a table's or a converter's name)."""
-    if isinstance(spec, str):
-        return spec
-    name = getattr(spec, "name", None) or getattr(getattr(spec, "table", None), "name", None)
-    return name or type(spec).__name__
 
 
 #: The layer classes aihwkit's ``convert_to_analog`` makes analog. It matches the exact

@@ -147,7 +147,7 @@ def candidate_specs(candidates: Union[None, Sequence[Candidate], Mapping[str, Ca
     for given_name, candidate in named:
         spec = _spec_of(candidate)
         name = given_name or (spec if isinstance(spec, str) else
-                              spec.name or f"table-{spec.content_hash()}")
+                              spec.name or f"table-{spec.programmed_hash()[:8]}")
         if isinstance(spec, ProgrammingTable) and spec.name != name:
             spec = spec.with_name(name)  # the name reports and the JSON form show
         if name in specs:

@@ -36,6 +36,7 @@ from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.integration.noise_models import build_noise_model
 from aihwkit_slicing.core.quantize import LevelNoise
 from aihwkit_slicing.core.tables import ProgrammingTable
+from aihwkit_slicing.integration.setting import stable_seed
 
 
 def _noise_model_for(table: ProgrammingTable, noise_model: Any) -> BaseNoiseModel:
@@ -237,3 +238,19 @@ def level_noise(
     name = noise_model if isinstance(noise_model, str) else type(noise_model).__name__
     return LevelNoise.average(
         per_time, f"{name} at t = {', '.join(f'{float(t):g}' for t in times)} s")
+
+
+def seeded_level_noise(table: ProgrammingTable, noise_model: Any, noise_name: str,
+                       times: Sequence[float], compensation: bool) -> LevelNoise:
+    """``table``'s :func:`level_noise` for noise-aware clipping, its Monte Carlo seeded by
+    what the table programs (:meth:`ProgrammingTable.programmed_hash`: not its name, nor
+    redundant columns) and ``noise_name`` only.
+
+    Level noise is a property of the table under a noise model (the expected error of
+    each level), not a draw of an experiment: sweeps, allocations and assignments all
+    call this, so a table gets the same clip whatever seed, name or JSON round trip it
+    comes with. The caller's random state stays as it was."""
+    with torch.random.fork_rng(devices=[]):
+        return level_noise(table, noise_model, list(times), compensation=compensation,
+                           seed=stable_seed("level noise", table.programmed_hash(),
+                                            noise_name))

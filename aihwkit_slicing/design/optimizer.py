@@ -119,7 +119,9 @@ def expected_tnmse(converter: QuantizedSlicedConductanceConverter, matrices: Lis
 def _rpu_config(converter: BaseConductanceConverter, noise_model: Any) -> TorchInferenceRPUConfig:
     from aihwkit_slicing.integration.rpu_configs import make_rpu_config
 
-    config = make_rpu_config(converter, noise_model, compensation=True, peripherals="ideal")
+    # per tensor: the effective weights are then alpha times the tile's weights
+    config = make_rpu_config(converter, noise_model, compensation=True, peripherals="ideal",
+                             mapping="tensor")
     config.mapping.max_input_size = 0  # one tile per matrix, whatever its size
     config.mapping.max_output_size = 0
     return config

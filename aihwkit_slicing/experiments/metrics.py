@@ -37,8 +37,9 @@ def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
             continue
         weights = tile.tile.get_weights().to(reference.device)
         alpha = getattr(tile, "alpha", None)
-        if alpha is not None:
-            weights = weights * alpha.to(weights)
+        if alpha is not None:  # one factor per tile, or one per output (row of [out, in])
+            alpha = alpha.to(weights)
+            weights = weights * (alpha.reshape(-1, 1) if alpha.numel() > 1 else alpha)
         scale = reference.abs().max().clamp(min=torch.finfo(reference.dtype).tiny)
         error = ((weights - reference) / scale).double()
         squares += float(error.square().sum())

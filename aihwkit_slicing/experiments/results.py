@@ -17,22 +17,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-#: What a record's setting is made of (also the key a resumed sweep skips by).
-SETTING_FIELDS = [
-    "task", "table", "table_hash", "n_devices", "n_levels", "scale", "per_channel",
-    "percentile", "level_noise", "noise_model", "noise_params", "compensation",
-    "peripherals", "mapping", "rpu_config",
-]
-#: The columns of ``results.csv``, in order.
-RECORD_FIELDS = SETTING_FIELDS + [
-    "t_inference", "repeat", "seed", "device", "aihwkit_slicing", "aihwkit", "torch",
+from aihwkit_slicing.integration.setting import SETTING_FIELDS
+
+#: The columns of ``results.csv``, in order: the setting
+#: (:data:`~aihwkit_slicing.integration.setting.SETTING_FIELDS`) and its id, the time
+#: (seconds), the repeat, where and with which releases it ran, the metric and its value.
+RECORD_FIELDS = list(SETTING_FIELDS) + [
+    "setting_id", "t_inference", "repeat", "device", "aihwkit_slicing", "aihwkit", "torch",
     "metric", "value",
 ]
 #: Metrics every sweep records besides the task's own: weight errors of the tiles
 #: (relative to each tile's max|w|, see :func:`aihwkit_slicing.experiments.metrics.weight_errors`).
 WEIGHT_METRICS = ["weight_rms_error", "weight_max_error"]
 
-_FLOATS = {"n_devices", "n_levels", "percentile", "t_inference", "value"}
+_FLOATS = {"n_devices", "t_inference", "value"}
+#: Setting fields that are None where they do not apply (an empty CSV cell).
+_OPTIONAL_FLOATS = {"n_levels", "percentile"}
+_OPTIONAL_STRINGS = {"scale"}
 _INTS = {"repeat", "seed"}
 _BOOLS = {"per_channel", "compensation"}
 
@@ -63,18 +64,26 @@ class SweepResult:
     def summary(self, metric: Optional[str] = None) -> List[Dict[str, Any]]:
         """Mean and standard deviation over repeats, per setting and time.
 
+        Records group by table name, setting id
+        (:attr:`~aihwkit_slicing.integration.setting.SimulatedSetting.setting_id`), time
+        and metric: strings and numbers that compare equal however the records came
+        (this process, a Dask worker, a CSV file read back).
+
         Returns:
-            One dict per setting and time: the setting's fields, ``t_inference``,
-            ``metric``, ``value_mean``, ``value_std`` (sample standard deviation,
-            0 for one repeat) and ``repeats``.
+            One dict per setting and time: the setting's fields, ``setting_id``,
+            ``t_inference``, ``metric``, ``value_mean``, ``value_std`` (sample standard
+            deviation, 0 for one repeat) and ``repeats``.
         """
-        groups: Dict[Tuple, List[float]] = {}
-        keys = SETTING_FIELDS + ["t_inference", "metric"]
+        groups: Dict[Tuple, List[Dict[str, Any]]] = {}
         for record in self.of_metric(metric):
-            groups.setdefault(tuple(record.get(k) for k in keys), []).append(record["value"])
+            key = (record["table"], record["setting_id"], record["t_inference"],
+                   record["metric"])
+            groups.setdefault(key, []).append(record)
+        keys = list(SETTING_FIELDS) + ["setting_id", "t_inference", "metric"]
         rows = []
-        for group_key, values in groups.items():
-            row = dict(zip(keys, group_key))
+        for group in groups.values():
+            values = [record["value"] for record in group]
+            row = {k: group[0].get(k) for k in keys}
             row["value_mean"] = statistics.fmean(values)
             row["value_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
             row["repeats"] = len(values)
@@ -171,10 +180,16 @@ def format_time(seconds: float) -> str:
 
 # ============================================================== results file
 def parse_record(row: Dict[str, str]) -> Dict[str, Any]:
-    """A CSV row (strings) back to typed values."""
+    """A CSV row (strings) back to typed values: the record as it was written."""
     record: Dict[str, Any] = {}
     for key, text in row.items():
-        if key in _FLOATS:
+        if key in _OPTIONAL_FLOATS:
+            record[key] = float(text) if text != "" else None
+        elif key in _OPTIONAL_STRINGS:
+            record[key] = text or None
+        elif key == "per_channel":
+            record[key] = None if text == "" else text == "True"
+        elif key in _FLOATS:
             record[key] = float(text) if text != "" else math.nan
         elif key in _INTS:
             record[key] = int(text)
@@ -185,8 +200,13 @@ def parse_record(row: Dict[str, str]) -> Dict[str, Any]:
     return record
 
 
-def read_records(path: Union[str, Path]) -> List[Dict[str, Any]]:
-    """The complete records of a ``results.csv`` (a torn last line is left out)."""
+def read_records(path: Union[str, Path], strict: bool = True) -> List[Dict[str, Any]]:
+    """The complete records of a ``results.csv`` (a torn last line is left out).
+
+    Raises:
+        ValueError: if the file's columns are not this release's (``strict=False``:
+            no records instead).
+    """
     path = Path(path)
     if not path.exists():
         return []
@@ -197,6 +217,8 @@ def read_records(path: Union[str, Path]) -> List[Dict[str, Any]]:
     if not lines:
         return []
     if lines[0].split(",") != RECORD_FIELDS:
+        if not strict:
+            return []
         raise ValueError(f"{path} is not a results file of this release (its columns differ)")
     return [parse_record(row) for row in csv.DictReader(lines)]
 

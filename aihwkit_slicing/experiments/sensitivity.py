@@ -24,11 +24,12 @@ How it decides:
 1. **Measured sensitivity.** For every layer and every candidate, that layer alone is
    made analog (aihwkit's ``convert_to_analog`` of the layer, with the rpu_config a
    sweep gives it: the noise model, global drift compensation as configured, ideal
-   peripherals, ``mse`` clipping per output channel), programmed, drifted to every
-   time and the whole network scored; ``repeats`` programmings, with seeds of the
-   allocation's own (:func:`~aihwkit_slicing.experiments.sweep_plan.stable_seed` of ``seed``,
-   ``"allocation"``, the layer, the candidate and the repeat; a sweep's evaluation
-   seeds are different). The sensitivity of a layer to a candidate is the fidelity
+   peripherals, per-column mapping, ``mse`` clipping per output channel), programmed,
+   drifted to every time and the whole network scored; ``repeats`` programmings, with
+   seeds of the allocation's own (:func:`~aihwkit_slicing.integration.setting.stable_seed`
+   of ``seed``, ``"allocation"``, the layer and the repeat: every candidate of a layer
+   starts from the same seed, so their comparison is paired; a sweep's evaluation seeds
+   are different). The sensitivity of a layer to a candidate is the fidelity
    lost: the drop of the task's metric from floating point (``task=``), or the
    squared error of the network's output relative to the floating-point output's
    (``inputs=``), averaged over the times and the repeats.
@@ -64,12 +65,10 @@ from aihwkit_slicing.integration.catalog import devices_per_weight as devices_of
 from aihwkit_slicing.integration.noise_models import build_noise_model, check_times
 from aihwkit_slicing.integration.rpu_configs import make_rpu_config
 from aihwkit_slicing.core.scaling import validate_rule
-from aihwkit_slicing.experiments.sweep_plan import (
-    DEFAULT_PER_CHANNEL,
-    DEFAULT_SCALE,
-    seeded_level_noise,
-    stable_seed,
-)
+from aihwkit_slicing.design.encodings import seeded_level_noise
+from aihwkit_slicing.integration.catalog import DEFAULT_PER_CHANNEL, DEFAULT_SCALE
+from aihwkit_slicing.integration.rpu_configs import MAPPINGS
+from aihwkit_slicing.integration.setting import stable_seed
 from aihwkit_slicing.experiments.tasks import Task
 from aihwkit_slicing.design.allocation import (
     Allocation,
@@ -105,6 +104,7 @@ def measure_sensitivities(
     quiet: bool = False,
     threads: Optional[int] = None,
     noise_aware: bool = False,
+    mapping: str = "column",
 ) -> Sensitivities:
     """How much fidelity the network loses when one layer at a time gets a candidate.
 
@@ -138,17 +138,19 @@ def measure_sensitivities(
 
     if noise_aware and scale != "mse":
         raise ValueError(f"noise_aware needs scale='mse', got scale={scale!r}")
+    if mapping not in MAPPINGS:
+        raise ValueError(f"mapping must be one of {', '.join(MAPPINGS)}, got {mapping!r}")
     configs = {}
     for name, spec in specs.items():
         table = table_of(spec)
         level_noise = None
         if noise_aware and table is not None:
             level_noise = seeded_level_noise(table, noise_model, noise_name(noise_model),
-                                             times, compensation, seed)
+                                             times, compensation)
         converter = make_converter(spec, scale=scale, per_channel=per_channel,
                                    level_noise=level_noise)
         configs[name] = make_rpu_config(converter, noise_model, compensation, "ideal",
-                                        "tensor", base=rpu_config)
+                                        mapping, base=rpu_config)
         check_times(times, configs[name].noise_model, noise_name(noise_model))
     score, measure = _scorer(task, inputs)
 
@@ -169,7 +171,7 @@ def measure_sensitivities(
                 analog = convert_to_analog(module, config, ensure_analog_root=False).eval()
                 with _swapped(work, layer_name, analog) as network, torch.no_grad():
                     for r in range(repeats):
-                        unit_seed = stable_seed(seed, "allocation", layer_name, candidate, r)
+                        unit_seed = stable_seed(seed, "allocation", layer_name, r)
                         torch.manual_seed(unit_seed)
                         analog.program_analog_weights()
                         for j, t in enumerate(times):
@@ -192,7 +194,7 @@ def measure_sensitivities(
         times=times, measure=measure, repeats=repeats, seed=seed,
         seconds=time.perf_counter() - start, noise_model=noise_model,
         compensation=bool(compensation), scale=scale, per_channel=bool(per_channel),
-        noise_aware=list(times) if noise_aware else None,
+        noise_aware=list(times) if noise_aware else None, mapping=mapping,
     )
 
 
@@ -299,6 +301,7 @@ def allocate_tables(
     name: Optional[str] = None,
     threads: Optional[int] = None,
     noise_aware: bool = False,
+    mapping: str = "column",
 ) -> Allocation:
     """Choose a table per layer: best fidelity at ``times`` within a device budget.
 
@@ -339,6 +342,8 @@ def allocate_tables(
             programming and drift at ``times`` (each candidate's level noise simulated
             under ``noise_model``), as ``run_sweep(noise_aware=times)`` does; recorded
             in the result's scaling rule, which a sweep of the assignment applies.
+        mapping: aihwkit's weight mapping, ``"column"`` (default, as in sweeps) or
+            ``"tensor"``; recorded with the result.
 
     Returns:
         An :class:`Allocation`.
@@ -360,7 +365,7 @@ def allocate_tables(
                       [[0.0] * len(specs)] * len(layers), budget)
     measured = measure_sensitivities(model, specs, noise_model, times, task, inputs, repeats,
                                      seed, compensation, scale, per_channel, rpu_config, quiet,
-                                     threads, noise_aware)
+                                     threads, noise_aware, mapping)
     return allocate(measured, specs, budget, name=name)
 
 

@@ -18,10 +18,15 @@ How it runs:
   one repeat: the network is converted with aihwkit's ``convert_to_analog``, programmed
   once (``program_analog_weights``), drifted to every time (``drift_analog_weights``)
   and scored. Sweeps know converters only through aihwkit's rpu_config.
-* Every unit draws its programming noise from a stream seeded by ``seed``, the setting's
-  description and the repeat, and every time its drift and read noise from a stream
-  seeded also by the time itself (:func:`stable_seed`): adding a table or a time, or
-  running units in another order or on other workers, never changes a record.
+* Every unit draws its programming noise from a stream seeded by ``seed`` and the repeat,
+  and every time its drift and read noise from a stream seeded also by the time itself
+  (:func:`~aihwkit_slicing.integration.setting.stable_seed`): repeat ``r`` of every
+  table starts from the same seed (common random numbers: differences between tables
+  are paired), and adding or renaming a table or a time, or running units in another
+  order or on other workers, never changes a record.
+* Every record carries the :class:`~aihwkit_slicing.integration.setting.SimulatedSetting`
+  that produced it (the task and a hash of its weights, the table's content, scaling,
+  noise model, compensation, peripherals, mapping, rpu_config, seed) and its id.
 * Units run in this process, or as tasks on a Dask cluster (``client=`` or ``workers=``,
   see :mod:`aihwkit_slicing.experiments.distributed`); workers load the task by name.
 * With ``out=``, every finished unit is appended to ``out/results.csv`` at once and
@@ -51,12 +56,7 @@ from aihwkit.simulator.parameters.base import RPUConfigBase
 from aihwkit_slicing.design.assignment import TableAssignment
 from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter
 from aihwkit_slicing.integration.noise_models import build_noise_model, check_times, default_times
-from aihwkit_slicing.experiments.results import (
-    SETTING_FIELDS,
-    ResultsFile,
-    SweepResult,
-    read_records,
-)
+from aihwkit_slicing.experiments.results import ResultsFile, SweepResult, read_records
 from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
 from aihwkit_slicing.core.scaling import validate_rule
 from aihwkit_slicing.experiments.sweep_plan import (
@@ -66,10 +66,12 @@ from aihwkit_slicing.experiments.sweep_plan import (
     SweepPlan,
     SweepTable,
     complete_units,
-    normalized_key,
     run_unit,
+    unit_key,
 )
+from aihwkit_slicing.design.assignment import weight_layers
 from aihwkit_slicing.experiments.tasks import Task, load_task
+from aihwkit_slicing.integration.setting import SimulatedSetting, model_hash
 from aihwkit_slicing.core.validation import validate_times
 
 
@@ -171,7 +173,8 @@ def run_sweep(
             model's :func:`~aihwkit_slicing.integration.noise_models.default_times`).
         repeats: programmings per setting (fresh programming noise each).
         seed: records depend on the seed and the settings only.
-        compensation: global drift compensation on, off, or both (``[True, False]``).
+        compensation: global drift compensation on (``True``), off (``False``), or
+            both (``[True, False]``).
         peripherals: ``"ideal"`` or ``"realistic"`` (see ``make_rpu_config``).
         mapping: ``"column"`` (default: aihwkit scales every output column to its full
             range before conversion, what a careful user of aihwkit's own converters
@@ -230,9 +233,16 @@ def run_sweep(
     if threads is not None and (isinstance(threads, bool) or not isinstance(
             threads, numbers.Integral) or threads < 1):
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-    compensations = [compensation] if isinstance(compensation, bool) else list(compensation)
+    compensations = _check_compensation(compensation)
+    if not isinstance(task, Task):
+        raise ValueError(f"task must be a Task or the name of a registered one, got "
+                         f"{type(task).__name__}")
+    if not any(True for _ in weight_layers(task.model)):
+        raise ValueError(f"task {task.name!r}: its model has no Linear or Conv layer that "
+                         "aihwkit converts; there is nothing to program")
     plan = SweepPlan(
-        task=task.name, metric=task.metric, tables=_named(tables, "table"),
+        task=task.name, metric=task.metric, model_hash=model_hash(task.model),
+        tables=_named(tables, "table"),
         noise_models=noise_specs, compensations=compensations,
         times=validate_times(times), repeats=int(repeats), seed=int(seed), scale=scale,
         per_channel=bool(per_channel), percentile=float(percentile),
@@ -248,7 +258,7 @@ def run_sweep(
     for setting in plan.settings():
         plan.describe(setting, task.model)
 
-    reference = task.evaluate(task.model)
+    reference = _checked_metrics(task, task.evaluate(task.model))
     units = plan.units()
     done: List[Dict[str, Any]] = []
     results_file = None
@@ -293,15 +303,55 @@ def run_sweep(
 
 
 def _warn_of_recorded_rules(plan: SweepPlan) -> None:
-    """Warn once per assignment whose recorded scaling differs from the sweep's."""
+    """Warn once per assignment whose recorded scaling or setting differs from the
+    sweep's: its row then measures another setting than it was chosen in."""
     own = plan.own_scaling_rule().describe()
     for name, spec in plan.tables.items():
-        if isinstance(spec, TableAssignment) and spec.scale:
+        if not isinstance(spec, TableAssignment):
+            continue
+        if spec.scale:
             kept = spec.scaling_rule().describe()
             if kept != own:
                 warnings.warn(f"assignment {name!r} keeps the scaling it records ({kept}); "
                               f"the sweep's ({own}) applies to tables without one",
                               stacklevel=3)
+        sweep = {"noise_model": list(plan.noise_models), "compensation": plan.compensations,
+                 "mapping": [plan.mapping], "peripherals": [plan.peripherals]}
+        differ = [f"{key} {spec.recorded[key]!r} (this sweep: "
+                  f"{', '.join(map(repr, values))})" for key, values in sweep.items()
+                  if key in spec.recorded and spec.recorded[key] not in values]
+        if differ:
+            warnings.warn(f"assignment {name!r} was chosen with {'; '.join(differ)}: its "
+                          "row measures it in another setting", stacklevel=3)
+
+
+def _check_compensation(compensation: Any) -> List[bool]:
+    """``compensation`` as a list of bools (``ValueError`` naming a bad value)."""
+    values = [compensation] if isinstance(compensation, bool) else compensation
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not (
+            values) or not all(isinstance(v, bool) for v in values):
+        raise ValueError(f"compensation must be True, False or a list of them, got "
+                         f"{compensation!r}")
+    return list(values)
+
+
+def _checked_metrics(task: Task, metrics: Any) -> Dict[str, float]:
+    """The task's metrics of the floating-point model, checked before anything is
+    programmed: a mapping of names to numbers holding the task's main metric."""
+    if not isinstance(metrics, Mapping):
+        raise ValueError(f"task {task.name!r}: evaluate must return a dict of metric name "
+                         f"-> number, got {type(metrics).__name__} {metrics!r}")
+    if task.metric not in metrics:
+        raise ValueError(f"task {task.name!r}: its metric {task.metric!r} is not among the "
+                         f"metrics evaluate returns ({', '.join(map(repr, metrics))})")
+    checked = {}
+    for key, value in metrics.items():
+        try:
+            checked[str(key)] = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"task {task.name!r}: metric {key!r} must be a number, got "
+                             f"{value!r}") from None
+    return checked
 
 
 def _sorted(records: List[Dict[str, Any]], plan: SweepPlan) -> List[Dict[str, Any]]:
@@ -323,20 +373,75 @@ def _prepare_folder(out: Path, plan: SweepPlan, reference: Dict[str, float],
     results_path = out / "results.csv"
     done: List[Dict[str, Any]] = []
     if resume and manifest_path.exists():
-        previous = json.loads(manifest_path.read_text())
-        differing = [k for k in ("task", "settings", "times", "repeats", "seed")
-                     if json.dumps(previous.get(k), sort_keys=True)
-                     != json.dumps(manifest.get(k), sort_keys=True)]
-        if differing:
-            raise ValueError(f"{out} holds a sweep with other {', '.join(differing)}; "
-                             "resume it with the same settings or choose another --out")
-        finished, done = complete_units(read_records(results_path), plan)
-        units = [(s, r) for s, r in units if normalized_key(
-            tuple(plan.describe(s)[k] for k in SETTING_FIELDS) + (r,)) not in finished]
+        _check_resumable(manifest_path, manifest, plan)
+        try:
+            records = read_records(results_path)
+        except ValueError as error:
+            raise ValueError(f"cannot resume: {error}") from None
+        finished, done = complete_units(records, plan)
+        units = [(s, r) for s, r in units if unit_key(
+            {"table": s.table, "setting_id": plan.describe(s).setting_id, "repeat": r})
+            not in finished]
+    elif resume and results_path.exists():
+        raise ValueError(f"cannot resume: {results_path} has no {manifest_path.name} beside "
+                         "it to say what it holds; move it away, or run without resume")
     elif results_path.exists():
+        kept = len(read_records(results_path, strict=False))
+        warnings.warn(f"replacing {results_path} ({kept} records of an earlier sweep); "
+                      "resume=True (--resume) continues a sweep instead", stacklevel=3)
         results_path.unlink()
     manifest_path.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     results_file = ResultsFile(results_path)
     if resume:
         results_file.keep_only(done)
     return results_file, done, units
+
+
+def _check_resumable(path: Path, manifest: Dict[str, Any], plan: SweepPlan) -> None:
+    """Raise ``ValueError`` unless ``path`` describes the sweep ``plan`` is (naming the
+    first setting field, or sweep field, that differs)."""
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"cannot resume: {path} is not a readable sweep description "
+                         f"({error}); move the folder away or choose another output "
+                         "folder") from None
+    if not isinstance(previous, dict) or previous.get("format") != manifest["format"] or \
+            previous.get("version") != manifest["version"]:
+        raise ValueError(f"cannot resume: {path} was written by another release of "
+                         "aihwkit-slicing or is not a sweep description; choose another "
+                         "output folder")
+    differing = [k for k in ("task", "model_hash", "metric", "times", "repeats", "seed")
+                 if json.dumps(previous.get(k)) != json.dumps(manifest.get(k))]
+    if differing:
+        key = differing[0]
+        raise ValueError(f"cannot resume: {path.parent} holds a sweep with other "
+                         f"{', '.join(differing)} ({key}: {previous.get(key)!r} there, "
+                         f"{manifest.get(key)!r} now); resume it with the same settings "
+                         "or choose another output folder")
+    before = {s.get("table"): s for s in previous.get("settings", []) if isinstance(s, dict)}
+    for setting in plan.settings():
+        mine = plan.describe(setting)
+        theirs = [s for s in previous.get("settings", []) if isinstance(s, dict)
+                  and s.get("table") == mine.table and s.get("noise_model") == mine.noise_model
+                  and s.get("compensation") == mine.compensation]
+        if not theirs:
+            if mine.table not in before:
+                raise ValueError(f"cannot resume: {path.parent} holds no table "
+                                 f"{mine.table!r}; resume with the tables it holds or "
+                                 "choose another output folder")
+            raise ValueError(f"cannot resume: {path.parent} holds table {mine.table!r} with "
+                             "another noise model or drift compensation")
+        try:
+            other = SimulatedSetting.from_json(theirs[0])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"cannot resume: {path}: {error}") from None
+        differences = other.differences(mine)
+        if differences:
+            raise ValueError(f"cannot resume: {path.parent} holds table {mine.table!r} "
+                             f"simulated differently ({'; '.join(differences)}: there != "
+                             "now); choose another output folder")
+    if len(previous.get("settings", [])) != len(plan.settings()):
+        raise ValueError(f"cannot resume: {path.parent} holds "
+                         f"{len(previous.get('settings', []))} settings, this sweep has "
+                         f"{len(plan.settings())}")

@@ -1,34 +1,38 @@
 """The units of a sweep: what a setting is, how a unit is converted, seeded and scored.
 
 :class:`SweepPlan` holds everything that defines a sweep's records except the task's
-weights; :func:`run_unit` runs one setting for one repeat. :mod:`aihwkit_slicing.experiments.sweep`
-runs the units in this process, :mod:`aihwkit_slicing.experiments.distributed` on Dask workers.
-See :mod:`aihwkit_slicing.experiments.sweep` for how records are seeded.
+weights; :func:`run_unit` runs one setting for one repeat.
+:mod:`aihwkit_slicing.experiments.sweep` runs the units in this process,
+:mod:`aihwkit_slicing.experiments.distributed` on Dask workers. Every record carries
+the :class:`~aihwkit_slicing.integration.setting.SimulatedSetting` that produced it
+(:meth:`SweepPlan.describe`).
+
+Seeds are *common random numbers*: a unit's programming noise is drawn from a stream
+seeded by the sweep's seed and the repeat only, and its drift and read noise at each
+time from one seeded also by the time (:meth:`SweepPlan.unit_seed`). Repeat ``r`` of
+every table, noise model and setting starts from the same seed, so differences between
+tables are paired; renaming a table, adding one, or running units in another order or
+on other workers changes no record.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from aihwkit.inference.converter.base import BaseConductanceConverter
 from aihwkit.nn.conversion import convert_to_analog
-from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
-from aihwkit_slicing.design.assignment import (
-    ScalingRule,
-    TableAssignment,
-    is_weight_layer,
-    spec_name,
-)
+from aihwkit_slicing.design.assignment import ScalingRule, TableAssignment, is_weight_layer
+from aihwkit_slicing.design.encodings import seeded_level_noise
+from aihwkit_slicing.experiments.metrics import weight_errors
+from aihwkit_slicing.experiments.tasks import Task
 from aihwkit_slicing.integration.catalog import (  # noqa: F401  (DEFAULT_*: re-exported)
     DEFAULT_PER_CHANNEL,
     DEFAULT_SCALE,
@@ -36,40 +40,21 @@ from aihwkit_slicing.integration.catalog import (  # noqa: F401  (DEFAULT_*: re-
     devices_per_weight,
     levels_per_weight,
     make_converter,
+    spec_hash,
     table_of,
 )
-from aihwkit_slicing.design.encodings import level_noise as simulate_level_noise
-from aihwkit_slicing.experiments.metrics import weight_errors
 from aihwkit_slicing.integration.noise_models import NoiseModelSpec, build_noise_model, check_times
-from aihwkit_slicing.experiments.results import SETTING_FIELDS
 from aihwkit_slicing.integration.rpu_configs import make_rpu_config
-from aihwkit_slicing.core.tables import ProgrammingTable
-from aihwkit_slicing.experiments.tasks import Task
+from aihwkit_slicing.integration.setting import (
+    SimulatedSetting,
+    noise_params,
+    rpu_config_id,
+    short_hash,
+    stable_seed,
+)
 from aihwkit_slicing.version import __version__
 
 SweepTable = Union[TableSpec, TableAssignment, Mapping[str, TableSpec]]
-
-
-def stable_seed(*parts: Any) -> int:
-    """A seed (``0 <= seed < 2**63``) that depends on ``parts`` only.
-
-    ``parts`` are turned into text with ``repr`` (floats print exactly), hashed with
-    SHA-256: the same parts give the same seed in every process and Python version.
-    """
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
-
-
-def seeded_level_noise(table: ProgrammingTable, noise_model: NoiseModelSpec, noise_name: str,
-                       times: Sequence[float], compensation: bool, seed: int) -> Any:
-    """``table``'s level noise for noise-aware clipping (see
-    :func:`aihwkit_slicing.design.encodings.level_noise`), its Monte Carlo seeded by ``seed``,
-    the table's content and ``noise_name`` only: an allocation and a sweep of its
-    assignment with the same seed simulate the same. The caller's random state stays."""
-    with torch.random.fork_rng(devices=[]):
-        return simulate_level_noise(
-            table, noise_model, times, compensation=compensation,
-            seed=stable_seed(seed, "level noise", table.content_hash(), noise_name))
 
 
 # ====================================================================== plan
@@ -92,6 +77,7 @@ class SweepPlan:
 
     task: str
     metric: str
+    model_hash: str
     tables: Dict[str, SweepTable]
     noise_models: Dict[str, NoiseModelSpec]
     compensations: List[bool]
@@ -106,7 +92,7 @@ class SweepPlan:
     mapping: str = "column"
     rpu_config: Optional[RPUConfigBase] = None
     device: str = "cpu"
-    _described: Dict[Setting, Dict[str, Any]] = field(default_factory=dict, repr=False)
+    _described: Dict[Setting, SimulatedSetting] = field(default_factory=dict, repr=False)
     _level_noise: Dict[Tuple[str, str, Tuple[float, ...], bool], Any] = field(
         default_factory=dict, repr=False)
 
@@ -141,11 +127,11 @@ class SweepPlan:
         level_noise = None
         if rule.noise_aware and table is not None and not isinstance(
                 spec, BaseConductanceConverter):
-            key = (table.content_hash(), noise_name, rule.noise_aware, compensation)
+            key = (table.programmed_hash(), noise_name, rule.noise_aware, compensation)
             if key not in self._level_noise:  # Monte Carlo, seeded: the same every time
                 self._level_noise[key] = seeded_level_noise(
                     table, self.noise_models[noise_name], noise_name, rule.noise_aware,
-                    compensation, self.seed)
+                    compensation)
             level_noise = self._level_noise[key]
         return make_converter(spec, scale=rule.scale, per_channel=rule.per_channel,
                               percentile=rule.percentile, level_noise=level_noise)
@@ -161,16 +147,16 @@ class SweepPlan:
         spec = self.tables[setting.table]
         if isinstance(spec, TableAssignment):
             rule = self.scaling_rule(spec)
-            configs = {name: self.rpu_config_for(
+            configs = {key: self.rpu_config_for(
                 self.converter(s, setting.noise_model, setting.compensation, rule), setting)
-                for name, s in spec.distinct_specs()}
+                for key, s in spec.distinct_specs()}
             for config in configs.values():
                 check_times(self.times, config.noise_model, setting.noise_model)
 
             def per_layer(layer_name: str, module: nn.Module, config: Any) -> Any:
                 if not is_weight_layer(module):  # a Sequential: aihwkit ignores its config
                     return config
-                return copy.deepcopy(configs[spec_name(spec.spec_for(layer_name))])
+                return copy.deepcopy(configs[spec_hash(spec.spec_for(layer_name))])
 
             analog = convert_to_analog(model, next(iter(configs.values())),
                                        ensure_analog_root=True,
@@ -183,99 +169,77 @@ class SweepPlan:
         return analog.to(torch.device(self.device)).eval()
 
     # ------------------------------------------------------------ description
-    def describe(self, setting: Setting, model: Optional[nn.Module] = None) -> Dict[str, Any]:
-        """The record fields (:data:`SETTING_FIELDS`) of ``setting``.
+    def describe(self, setting: Setting, model: Optional[nn.Module] = None
+                 ) -> SimulatedSetting:
+        """What ``setting`` simulates (:class:`SimulatedSetting`): the one description
+        records, summaries, ``sweep.json`` and resumes use.
 
         ``model`` (the task's floating-point network) is needed once per assignment,
         to average devices per weight over its layers.
         """
         if setting in self._described:
-            return dict(self._described[setting])
+            return self._described[setting]
         spec = self.tables[setting.table]
         noise_spec = self.noise_models[setting.noise_model]
         if isinstance(spec, TableAssignment):
             if model is None:
                 raise ValueError("describing a per-layer assignment needs the task's model")
-            converters = [make_converter(s) for _, s in spec.distinct_specs()]
-            ours = [c for c in converters if hasattr(c, "table")]
+            specs = [s for _, s in spec.distinct_specs()]
             n_devices = spec.devices_per_weight(model)
-            n_levels, table_hash = math.nan, spec.content_hash()
+            n_levels, table_hash = None, spec.content_hash()
         else:
+            specs = [spec]
             converter = make_converter(spec)
-            ours = [converter] if hasattr(converter, "table") else []
             n_devices = float(devices_per_weight(converter))
-            n_levels = levels_per_weight(converter)
-            table_hash = _converter_hash(converter)
-        if ours and isinstance(spec, BaseConductanceConverter):  # its own settings
-            scale, per_channel, percentile, level = (spec.scale, spec.per_channel,
-                                                     spec.percentile, "")
-        elif ours:
+            levels = levels_per_weight(converter)
+            n_levels = levels if math.isfinite(levels) else None
+            table_hash = spec_hash(spec)
+        scale: Optional[str] = None
+        per_channel: Optional[bool] = None
+        percentile: Optional[float] = None
+        level = ""
+        given = [s for s in specs if isinstance(s, BaseConductanceConverter)
+                 and table_of(s) is not None]
+        if given and len(specs) == 1:  # our converter, with its own settings
+            converter = given[0]
+            scale, per_channel, percentile = (converter.scale, converter.per_channel,
+                                              converter.percentile)
+            noise = converter.level_noise
+            if noise is not None:
+                level = "given:" + short_hash(repr((noise.mean, noise.mean_square)), 12)
+        elif any(table_of(s) is not None for s in specs):
             rule = self.scaling_rule(spec)
             scale, per_channel, percentile = rule.scale, rule.per_channel, rule.percentile
             level = ",".join(f"{t:g}" for t in rule.noise_aware or ())
-        else:
-            scale, per_channel, percentile, level = "", False, math.nan, ""
         probe = make_converter("aihwkit-1pair")
-        described = {
-            "task": self.task, "table": setting.table, "table_hash": table_hash,
-            "n_devices": float(n_devices), "n_levels": float(n_levels), "scale": scale,
-            "per_channel": bool(per_channel), "percentile": float(percentile) if scale
-            == "percentile" else math.nan, "level_noise": level,
-            "noise_model": setting.noise_model,
-            "noise_params": _noise_params(build_noise_model(noise_spec, probe)),
-            "compensation": setting.compensation, "peripherals": self.peripherals,
-            "mapping": self.mapping,
-            "rpu_config": type(self.rpu_config or TorchInferenceRPUConfig()).__name__,
-        }
+        described = SimulatedSetting(
+            task=self.task, model_hash=self.model_hash, table=setting.table,
+            table_hash=table_hash, n_devices=float(n_devices), n_levels=n_levels,
+            scale=scale, per_channel=None if scale is None else bool(per_channel),
+            percentile=float(percentile) if scale == "percentile" else None,
+            level_noise=level, noise_model=setting.noise_model,
+            noise_params=noise_params(build_noise_model(noise_spec, probe)),
+            compensation=bool(setting.compensation), peripherals=self.peripherals,
+            mapping=self.mapping, rpu_config=rpu_config_id(self.rpu_config_for(probe, setting)),
+            seed=self.seed,
+        )
         self._described[setting] = described
-        return dict(described)
+        return described
 
-    def unit_seed(self, setting: Setting, repeat: int) -> int:
-        """The seed of a unit's programming."""
-        described = self.describe(setting)
-        return stable_seed(self.seed, tuple(described[k] for k in SETTING_FIELDS), repeat)
+    def unit_seed(self, repeat: int) -> int:
+        """The seed of repeat ``repeat``'s programming: the sweep's seed and the repeat
+        only (common random numbers, see the module docstring)."""
+        return stable_seed(self.seed, "programming", repeat)
 
     def manifest(self, reference: Dict[str, float]) -> Dict[str, Any]:
         """The JSON description of the sweep written to ``sweep.json``."""
         return plain_json({
-            "format": "aihwkit-slicing-sweep", "version": 1, "task": self.task,
-            "metric": self.metric, "reference": reference,
-            "settings": [self.describe(s) for s in self.settings()],
+            "format": "aihwkit-slicing-sweep", "version": 2, "task": self.task,
+            "model_hash": self.model_hash, "metric": self.metric, "reference": reference,
+            "settings": [self.describe(s).to_json() for s in self.settings()],
             "times": self.times, "repeats": self.repeats, "seed": self.seed,
             "device": self.device,
         })
-
-
-def _converter_hash(converter: BaseConductanceConverter) -> str:
-    table = getattr(converter, "table", None)
-    if table is not None:
-        return table.content_hash()
-    text = type(converter).__name__ + json.dumps(
-        {k: v for k, v in sorted(vars(converter).items()) if _jsonable(v)}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _jsonable(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
-
-
-def _noise_params(noise_model: Any) -> str:
-    """JSON of the noise model's parameters that differ from its class defaults."""
-    try:
-        default = type(noise_model)()
-    except TypeError:
-        return ""
-    changed = {}
-    for key, value in sorted(vars(noise_model).items()):
-        if key == "g_converter" or not _jsonable(value):
-            continue
-        if getattr(default, key, object()) != value:
-            changed[key] = value
-    return json.dumps(changed, sort_keys=True) if changed else ""
 
 
 # ====================================================================== units
@@ -288,10 +252,10 @@ def run_unit(task: Task, plan: SweepPlan, setting: Setting, repeat: int
     import aihwkit
 
     analog = plan.analog_model(task.model, setting)
-    base = plan.describe(setting, task.model)
-    base.update(seed=plan.seed, device=plan.device, aihwkit_slicing=__version__,
+    base = plan.describe(setting, task.model).record()
+    base.update(device=plan.device, aihwkit_slicing=__version__,
                 aihwkit=aihwkit.__version__, torch=torch.__version__, repeat=repeat)
-    unit_seed = plan.unit_seed(setting, repeat)
+    unit_seed = plan.unit_seed(repeat)
     torch.manual_seed(unit_seed)
     analog.program_analog_weights()
     records = []
@@ -307,6 +271,12 @@ def run_unit(task: Task, plan: SweepPlan, setting: Setting, repeat: int
     return records
 
 
+def unit_key(record: Mapping[str, Any]) -> Tuple[str, str, int]:
+    """What identifies a record's unit: its table's display name, its setting's id and
+    its repeat (strings and an int: equal after a CSV round trip)."""
+    return (str(record["table"]), str(record["setting_id"]), int(record["repeat"]))
+
+
 def complete_units(records: Iterable[Dict[str, Any]], plan: SweepPlan
                    ) -> Tuple[Dict[Tuple, List[Dict[str, Any]]], List[Dict[str, Any]]]:
     """The finished units among ``records`` of a results file, and their records.
@@ -315,8 +285,7 @@ def complete_units(records: Iterable[Dict[str, Any]], plan: SweepPlan
     """
     by_unit: Dict[Tuple, List[Dict[str, Any]]] = {}
     for record in records:
-        key = tuple(record[k] for k in SETTING_FIELDS) + (record["repeat"],)
-        by_unit.setdefault(normalized_key(key), []).append(record)
+        by_unit.setdefault(unit_key(record), []).append(record)
     finished, kept = {}, []
     for key, rows in by_unit.items():
         metrics = {r["metric"] for r in rows}
@@ -325,11 +294,6 @@ def complete_units(records: Iterable[Dict[str, Any]], plan: SweepPlan
             finished[key] = rows
             kept.extend(rows)
     return finished, kept
-
-
-def normalized_key(key: Tuple) -> Tuple:
-    """NaN compares unequal to itself; make keys with NaN fields comparable."""
-    return tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in key)
 
 
 def plain_json(value: Any) -> Any:

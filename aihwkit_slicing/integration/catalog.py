@@ -11,6 +11,7 @@ fresh converter instance.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Callable, Dict, List, Optional, Union
 
 from aihwkit.inference.converter.base import BaseConductanceConverter
@@ -24,6 +25,7 @@ from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.core.quantize import LevelNoise
 from aihwkit_slicing.core.builders import builtin_tables
 from aihwkit_slicing.core.tables import ProgrammingTable
+from aihwkit_slicing.integration.setting import jsonable, short_hash
 
 #: Default scaling of quantized tables (sweeps, assignments, allocation): the
 #: MSE-optimal clip per output channel.
@@ -121,3 +123,39 @@ def levels_per_weight(converter: BaseConductanceConverter) -> float:
     if isinstance(converter, QuantizedSlicedConductanceConverter):
         return float(converter.table.n_levels)
     return float("inf")
+
+
+def spec_hash(spec: TableSpec) -> str:
+    """What a table spec programs, as 16 hex digits; names are left out.
+
+    A table (by name or as an object): :meth:`ProgrammingTable.programmed_hash`. Our
+    converter: that of its table with its own scaling rule and level noise (a converter
+    keeps its settings in a sweep). Any other converter: its class and JSON-able
+    settings.
+    """
+    if isinstance(spec, QuantizedSlicedConductanceConverter):
+        noise = spec.level_noise
+        return short_hash(json.dumps([
+            spec.table.programmed_hash(), spec.scale, spec.per_channel, spec.percentile,
+            None if noise is None else [list(noise.mean), list(noise.mean_square)]]))
+    table = table_of(spec)
+    if table is not None:
+        return table.programmed_hash()
+    converter = make_converter(spec)
+    settings = {key: value for key, value in sorted(vars(converter).items())
+                if jsonable(value)}
+    return short_hash(type(converter).__name__ + json.dumps(settings, sort_keys=True))
+
+
+def spec_name(spec: TableSpec) -> str:
+    """The display name of a table spec: a name, a table's or converter's name, or for an
+    unnamed table ``"table-<hash>"`` (two unnamed tables never share a name)."""
+    if isinstance(spec, str):
+        return spec
+    name = getattr(spec, "name", None) or getattr(getattr(spec, "table", None), "name", None)
+    if name:
+        return name
+    table = table_of(spec)
+    if table is not None:
+        return f"table-{table.programmed_hash()[:8]}"
+    return type(spec).__name__

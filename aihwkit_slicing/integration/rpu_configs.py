@@ -1,4 +1,9 @@
-"""rpu_configs for sweeps: an aihwkit inference configuration driven by a converter."""
+"""rpu_configs: an aihwkit inference configuration driven by a converter, as sweeps make it.
+
+:func:`make_rpu_config` is what a sweep, an allocation and an assignment's
+``rpu_config_fun`` build every layer's rpu_config with; a model converted with it by hand
+is programmed as a sweep row of the same table is.
+"""
 
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ def make_rpu_config(
     noise_model: NoiseModelSpec = "pcm",
     compensation: bool = True,
     peripherals: str = "ideal",
-    mapping: str = "tensor",
+    mapping: str = "column",
     base: Optional[RPUConfigBase] = None,
 ) -> RPUConfigBase:
     """An inference rpu_config whose noise model is driven by ``converter``.
@@ -35,10 +40,10 @@ def make_rpu_config(
         peripherals: ``"ideal"`` (``forward.is_perfect = True``: only weight noise
             counts) or ``"realistic"`` (aihwkit's default forward: DAC/ADC
             quantization, output noise, bounds).
-        mapping: ``"tensor"`` (one scale per weight tensor, aihwkit's default
-            ``weight_scaling_omega = 0``) or ``"column"`` (aihwkit scales every output
-            column to max 1 before conversion: ``weight_scaling_omega = 1``,
-            ``weight_scaling_columnwise = True``).
+        mapping: ``"column"`` (default, as in sweeps: aihwkit scales every output column
+            to max 1 before conversion, ``weight_scaling_omega = 1``,
+            ``weight_scaling_columnwise = True``) or ``"tensor"`` (one scale per weight
+            tensor, aihwkit's own default ``weight_scaling_omega = 0``).
         base: rpu_config to start from (copied); default ``TorchInferenceRPUConfig()``.
     """
     if peripherals not in PERIPHERALS:

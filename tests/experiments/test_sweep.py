@@ -24,14 +24,6 @@ from aihwkit_slicing.experiments.tasks import digits_task
 from aihwkit_slicing.experiments.models.digits import accuracy, load_digits_model, load_digits_split
 
 
-def same_records(a, b):
-    """Equal record lists, NaN equal to NaN (not applicable fields are NaN)."""
-    def plain(records):
-        return [{k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
-                 for k, v in r.items()} for r in records]
-    return plain(a) == plain(b)
-
-
 @pytest.fixture(scope="module")
 def task():
     return digits_task()
@@ -126,7 +118,7 @@ def test_results_are_written_as_csv_and_png(task, tmp_path):
     lines = csv_path.read_text().splitlines()
     assert lines[0].split(",") == RECORD_FIELDS
     assert len(lines) == 1 + 2 * 2 * 3
-    assert same_records(read_records(csv_path), result.records)
+    assert read_records(csv_path) == result.records
     plot_metric_vs_time(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     text = result.format_summary()
@@ -182,9 +174,10 @@ def test_time_helpers():
 
 
 def test_sweep_result_summary_keeps_mean_and_spread():
-    records = [dict(task="t", table="a", n_devices=2.0, n_levels=3.0, noise_model="pcm",
-                    compensation=True, peripherals="ideal", mapping="tensor", t_inference=1.0,
-                    repeat=i, metric="accuracy", value=v) for i, v in enumerate([0.5, 0.7])]
+    records = [dict(task="t", table="a", setting_id="s", n_devices=2.0, n_levels=3.0,
+                    noise_model="pcm", compensation=True, peripherals="ideal",
+                    mapping="tensor", t_inference=1.0, repeat=i, metric="accuracy", value=v)
+               for i, v in enumerate([0.5, 0.7])]
     row = SweepResult(records, {"accuracy": 1.0}, "accuracy", "t", [1.0]).summary()[0]
     assert row["value_mean"] == pytest.approx(0.6)
     assert row["value_std"] == pytest.approx(0.1414213562, rel=1e-6)
@@ -239,10 +232,10 @@ def test_records_carry_every_setting_and_the_versions(task):
     assert record["per_channel"] is False and record["level_noise"] == ""
     assert record["noise_model"] == "quiet-pcm"
     assert json.loads(record["noise_params"]) == {"read_noise_scale": 0.5}
-    assert record["table_hash"] == seed_table().content_hash()
+    assert record["table_hash"] == seed_table().programmed_hash()
     assert record["seed"] == 0 and record["device"] == "cpu"
     assert record["aihwkit"] == aihwkit.__version__ and record["torch"] == torch.__version__
-    assert record["rpu_config"] == "TorchInferenceRPUConfig"
+    assert record["rpu_config"].startswith("TorchInferenceRPUConfig:")
 
 
 def test_to_pandas_gives_one_row_per_record(task):
@@ -265,7 +258,7 @@ def test_per_layer_tables_on_the_digits_cnn(task):
     from aihwkit_slicing.design.assignment import TableAssignment
     from aihwkit_slicing.experiments.sweep_plan import Setting, SweepPlan
 
-    plan = SweepPlan(task="digits", metric="accuracy",
+    plan = SweepPlan(task="digits", metric="accuracy", model_hash="0",
                      tables={"a": TableAssignment(assignment)}, noise_models={"pcm": "pcm"},
                      compensations=[True], times=[1.0], repeats=1, seed=0)
     analog = plan.analog_model(task.model, Setting("a", "pcm", True))
@@ -301,10 +294,10 @@ def test_an_assignment_recorded_noise_aware_gets_level_noise_in_a_plain_sweep(ta
 
     recorded = TableAssignment({"*": "4x4lvl-base"}, scale={
         "scale": "mse", "per_channel": True, "noise_aware": [86400.0]})
-    plan = SweepPlan(task="digits", metric="accuracy", tables={"a": recorded},
+    plan = SweepPlan(task="digits", metric="accuracy", model_hash="0", tables={"a": recorded},
                      noise_models={"pcm": "pcm"}, compensations=[True], times=[86400.0],
                      repeats=1, seed=0)
-    assert plan.describe(Setting("a", "pcm", True), task.model)["level_noise"] == "86400"
+    assert plan.describe(Setting("a", "pcm", True), task.model).level_noise == "86400"
     analog = plan.analog_model(task.model, Setting("a", "pcm", True))
     for tile in analog.analog_tiles():
         assert tile.rpu_config.noise_model.g_converter.level_noise is not None
@@ -328,13 +321,14 @@ def test_an_empty_or_none_rule_entry_is_not_recorded(scale):
 
 def test_the_sweeps_level_noise_follows_the_settings_drift_compensation(task):
     from aihwkit_slicing.design.encodings import level_noise
-    from aihwkit_slicing.experiments.sweep_plan import SweepPlan, stable_seed
+    from aihwkit_slicing.experiments.sweep_plan import SweepPlan
+    from aihwkit_slicing.integration.setting import stable_seed
 
-    plan = SweepPlan(task="digits", metric="accuracy", tables={"t": "4x4lvl-base"},
-                     noise_models={"pcm": "pcm"}, compensations=[True, False],
-                     times=[86400.0], repeats=1, seed=0, noise_aware=[86400.0])
+    plan = SweepPlan(task="digits", metric="accuracy", model_hash="0", tables={
+        "t": "4x4lvl-base"}, noise_models={"pcm": "pcm"}, compensations=[True, False],
+        times=[86400.0], repeats=1, seed=0, noise_aware=[86400.0])
     table = plan.converter("4x4lvl-base", "pcm").table
-    seed = stable_seed(0, "level noise", table.content_hash(), "pcm")
+    seed = stable_seed("level noise", table.programmed_hash(), "pcm")
     for compensation in (True, False):
         got = plan.converter("4x4lvl-base", "pcm", compensation).level_noise
         expected = level_noise(table, "pcm", [86400.0], seed=seed, compensation=compensation)
@@ -370,7 +364,7 @@ def test_a_layer_no_rule_matches_is_named(task):
 def test_two_worker_dask_cluster_gives_the_records_of_the_in_process_run(task):
     in_process = run_sweep(task, threads=1, **SMALL)
     on_dask = run_sweep(task, workers=2, threads=1, **SMALL)
-    assert same_records(on_dask.records, in_process.records)
+    assert on_dask.records == in_process.records
 
 
 def test_units_are_appended_as_they_finish_and_resume_skips_them(task, tmp_path):
@@ -385,13 +379,13 @@ def test_units_are_appended_as_they_finish_and_resume_skips_them(task, tmp_path)
     (torn / "results.csv").write_text("\n".join(lines[: 1 + 3 * per_unit]) + "\n"
                                       + lines[1 + 3 * per_unit][:20])
     resumed = run_sweep(task, out=torn, resume=True, **SMALL)
-    assert same_records(read_records(torn / "results.csv"), read_records(out / "results.csv"))
-    assert same_records(resumed.records, full.records)
+    assert read_records(torn / "results.csv") == read_records(out / "results.csv")
+    assert resumed.records == full.records
 
 
 def test_resume_refuses_a_folder_of_another_sweep(task, tmp_path):
     run_sweep(task, out=tmp_path, **dict(SMALL, repeats=1))
-    with pytest.raises(ValueError, match="holds a sweep with other settings"):
+    with pytest.raises(ValueError, match="holds 2 settings, this sweep has 1"):
         run_sweep(task, out=tmp_path, resume=True, **dict(SMALL, repeats=1, tables=["seed"]))
 
 
