@@ -23,10 +23,12 @@ Per analog tile (``model.named_analog_tiles()``) the file holds:
   tensors in microsiemens and the scale, microsiemens per weight unit), the time
   (seconds) they were last drifted to and, for IR-drop tiles, the drifted devices
   their forward pass converts;
-* as JSON metadata: the tile and noise-model classes, the converter (for ours its
-  table, scale rule, per-channel flag and percentile; for aihwkit's its class and
-  JSON-able settings) and the compiled tile's extra simulator state (e.g. the output
-  offsets it draws per tile for ``forward.v_offset_std``).
+* as JSON metadata: the tile's layer, tile and noise-model classes, the noise model's
+  non-default parameters, the drift compensation, a hash of every other field of the
+  rpu_config (mapping, forward, ...), the converter (for ours its table, scale rule,
+  per-channel flag and percentile; for aihwkit's its class and JSON-able settings) and
+  the compiled tile's extra simulator state (e.g. the output offsets it draws per tile
+  for ``forward.v_offset_std``).
 
 Plus every tensor of the model's ordinary ``state_dict()`` (biases, mapping scales,
 digital layers, ...) and its JSON-able extra states (e.g. the slicing of
@@ -57,6 +59,7 @@ from aihwkit.simulator.tiles.inference import InferenceTileWithPeriphery
 from aihwkit_slicing.core import device_state
 from aihwkit_slicing.core.call_sites import converts_in_forward
 from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.integration.setting import noise_params, rpu_config_parts
 
 #: Value of the file's ``"format"`` entry.
 FORMAT = "aihwkit-slicing programmed chip"
@@ -90,6 +93,7 @@ def save_programmed(model: Module, path: PathLike) -> None:
     tile_tensors: Dict[str, Dict[str, Any]] = {}
     for name, tile in tiles:
         entry, tensors = _tile_record(name, tile)
+        entry["layer_class"] = type(layer_of(model, name)).__name__
         tile_metadata.append(entry)
         tile_tensors[name] = tensors
     state_tensors, extra_states = _ordinary_state(model)
@@ -121,6 +125,13 @@ def save_programmed(model: Module, path: PathLike) -> None:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, path)
+
+
+def layer_of(model: Module, tile_name: str) -> Module:
+    """The layer holding the tile ``tile_name`` (``"0.analog_module"`` -> ``model[0]``;
+    the model itself for a tile of its own)."""
+    layer_name = tile_name.rpartition(".")[0]
+    return model.get_submodule(layer_name) if layer_name else model
 
 
 def named_tiles(model: Module, path: str) -> List[Tuple[str, InferenceTileWithPeriphery]]:
@@ -174,7 +185,9 @@ def _tile_record(name: str, tile: InferenceTileWithPeriphery) -> Tuple[Dict, Dic
         "weight_shape": list(current.shape),
         "dtype": dtype_name(current.dtype),
         "noise_model": type(noise_model).__name__,
+        "noise_params": noise_params(noise_model),
         "drift_compensation": None if compensation is None else type(compensation).__name__,
+        "rpu_config": rpu_config_parts(tile.rpu_config),
         "converter": _converter_record(converter),
         "simulator_extra": simulator_extra(name, tile),
         "drift_readout_identity": None,

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
+import aihwkit
 import torch
 from torch import Tensor
 from torch.nn import Module
@@ -30,9 +31,11 @@ from aihwkit_slicing.integration.checkpoint import (
     dtype_name,
     is_analog_tile_state,
     json_able,
+    layer_of,
     named_tiles,
     simulator_extra,
 )
+from aihwkit_slicing.integration.setting import noise_params, rpu_config_parts
 
 
 @dataclass
@@ -91,7 +94,7 @@ def load_programmed(model: Module, path: PathLike) -> None:
     checkpoint = _read(file)
     metadata = _metadata(file, checkpoint)
     try:
-        restores = _tile_restores(file, tiles, checkpoint, metadata)
+        restores = _tile_restores(file, model, tiles, checkpoint, metadata)
         copies = _state_dict_copies(file, model, tiles, checkpoint, metadata)
     except (KeyError, TypeError, AttributeError, IndexError) as error:
         file.fail(f"damaged checkpoint: an entry is missing or of the wrong type "
@@ -187,10 +190,14 @@ def _state_dict_copies(file: _File, model: Module,
     return copies
 
 
-def _tile_restores(file: _File, tiles: List[Tuple[str, InferenceTileWithPeriphery]],
+def _tile_restores(file: _File, model: Module,
+                   tiles: List[Tuple[str, InferenceTileWithPeriphery]],
                    checkpoint: Dict[str, Any], metadata: Dict[str, Any]) -> List[_TileRestore]:
     saved_names = [entry["name"] for entry in metadata["tiles"]]
     names = [name for name, _ in tiles]
+    if metadata.get("model_class") not in (None, type(model).__name__):
+        file.fail(f"saved from another model: a {metadata['model_class']} in the file, a "
+                  f"{type(model).__name__} here")
     if saved_names != names:
         file.fail(f"saved from another model: the file has {len(saved_names)} analog tiles "
                   f"{_few(saved_names)}, the model {len(names)} {_few(names)}")
@@ -198,10 +205,13 @@ def _tile_restores(file: _File, tiles: List[Tuple[str, InferenceTileWithPeripher
     tables = [_saved_table(file, converter) for converter in converters]
     records = checkpoint["tiles"]
     restores = []
+    same_aihwkit = metadata.get("versions", {}).get("aihwkit") == aihwkit.__version__
     for (name, tile), entry in zip(tiles, metadata["tiles"], strict=True):
         index = entry["converter"]
         restores.append(_tile_restore(file, name, tile, entry, records[name],
                                       converters[index], tables[index]))
+        _check_setting(file, f"tile {name!r}", entry, layer_of(model, name), tile,
+                       same_aihwkit)
     return restores
 
 
@@ -270,6 +280,35 @@ def _tile_restore(file: _File, name: str, tile: InferenceTileWithPeriphery,
         drift_readout_tensor=_readout(file, where, entry, record),
         devices=devices, simulator_extra=saved_extra,
     )
+
+
+def _check_setting(file: _File, where: str, entry: Dict[str, Any], layer: Module,
+                   tile: InferenceTileWithPeriphery, same_aihwkit: bool) -> None:
+    """Refuse a tile saved in another setting: another layer class, drift compensation,
+    noise-model parameters or rpu_config field (naming it). rpu_config fields are
+    compared where the file was saved with this aihwkit (their form is aihwkit's)."""
+    if entry.get("layer_class", type(layer).__name__) != type(layer).__name__:
+        file.fail(f"saved from another model: {where} belongs to a {entry['layer_class']} in "
+                  f"the file, a {type(layer).__name__} in the model")
+    compensation = getattr(tile.rpu_config, "drift_compensation", None)
+    mine = None if compensation is None else type(compensation).__name__
+    if entry["drift_compensation"] != mine:
+        file.fail(f"{where} was saved with drift compensation {entry['drift_compensation']}, "
+                  f"the model has {mine}: convert the model with the rpu_config it was "
+                  "saved with")
+    params = noise_params(tile.rpu_config.noise_model)
+    if "noise_params" in entry and entry["noise_params"] != params:
+        file.fail(f"{where} was saved with noise-model parameters "
+                  f"{entry['noise_params'] or '(defaults)'}, the model has "
+                  f"{params or '(defaults)'}")
+    if same_aihwkit and "rpu_config" in entry:
+        parts = rpu_config_parts(tile.rpu_config)
+        differ = sorted(key for key in parts.keys() | entry["rpu_config"].keys()
+                        if parts.get(key) != entry["rpu_config"].get(key))
+        if differ:
+            file.fail(f"{where} was saved with another rpu_config: its "
+                      f"{', '.join(differ)} differ{'s' if len(differ) == 1 else ''}; convert "
+                      "the model with the rpu_config it was saved with")
 
 
 def _saved_table(file: _File, converter: Dict[str, Any]) -> Optional[ProgrammingTable]:

@@ -569,3 +569,59 @@ def test_example_evaluates_the_saved_chip_as_the_programming_process(tmp_path):
     restored = example.evaluate("seed table", tmp_path / "chip.pt")
     assert restored == example.drift_accuracies(model)
     assert len(restored) == 3 and all(0.9 < a <= 1.0 for a in restored)
+
+
+# ============================== a checkpoint loads only into the model it describes
+def one_layer(layer: nn.Module, compensation: bool = True, **noise: Any) -> nn.Module:
+    config = make_rpu_config(converter(), compensation=compensation,
+                             base=TorchInferenceRPUConfig())
+    for key, value in noise.items():
+        setattr(config.noise_model, key, value)
+    return convert_to_analog(nn.Sequential(layer), config).eval()
+
+
+def saved_chip(tmp_path, **kwargs: Any):
+    torch.manual_seed(3)
+    model = one_layer(nn.Linear(16, 8), **kwargs)
+    model.program_analog_weights()
+    model.drift_analog_weights(3600.0)
+    save_programmed(model, tmp_path / "chip.pt")
+    return tmp_path / "chip.pt"
+
+
+@pytest.mark.parametrize("saved, loaded", [(True, False), (False, True)])
+def test_a_chip_loads_only_into_a_model_with_its_drift_compensation(tmp_path, saved, loaded):
+    path = saved_chip(tmp_path, compensation=saved)
+    with pytest.raises(ValueError, match="drift compensation"):
+        load_programmed(one_layer(nn.Linear(16, 8), compensation=loaded), path)
+
+
+def test_a_linear_chip_does_not_load_into_a_conv_layer_of_the_same_tile_shape(tmp_path):
+    path = saved_chip(tmp_path)
+    conv = one_layer(nn.Conv2d(4, 8, 2))  # also an [8, 16] tile
+    assert tiles(conv)[0].tile.get_weights().shape == (8, 16)
+    with pytest.raises(ValueError, match="AnalogLinear in the file, a AnalogConv2d"):
+        load_programmed(conv, path)
+
+
+def test_a_chip_does_not_load_under_other_noise_model_parameters(tmp_path):
+    path = saved_chip(tmp_path)
+    with pytest.raises(ValueError, match="noise-model parameters"):
+        load_programmed(one_layer(nn.Linear(16, 8), prog_noise_scale=0.5), path)
+
+
+def test_a_chip_does_not_load_under_another_weight_mapping_naming_it(tmp_path):
+    path = saved_chip(tmp_path)
+    model = one_layer(nn.Linear(16, 8))
+    tiles(model)[0].rpu_config.mapping.weight_scaling_omega = 0.0
+    with pytest.raises(ValueError, match="its mapping differs"):
+        load_programmed(model, path)
+
+
+def test_the_saved_model_class_is_checked(tmp_path):
+    path = saved_chip(tmp_path)
+    torch.manual_seed(0)
+    config = make_rpu_config(converter(), base=TorchInferenceRPUConfig())
+    other = convert_to_analog(nn.Linear(16, 8), config).eval()  # the layer itself, no Sequential
+    with pytest.raises(ValueError, match="saved from another model"):
+        load_programmed(other, path)
