@@ -21,8 +21,9 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from aihwkit_slicing.cli.parsing import (
     UsageError,
@@ -306,9 +307,16 @@ def run_tables_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line_warning(message: Any, category: Any, filename: str, lineno: int,
+                      line: Optional[str] = None) -> str:
+    """Warnings on the command line: one line, no source location."""
+    return f"aihwkit-slicing: warning: {message}\n"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``aihwkit-slicing`` console script."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.formatwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -325,6 +333,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("aihwkit-slicing: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``aihwkit-slicing tables --json | head``): stop quietly,
+        # and keep Python from complaining while it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def test_a_table_exported_as_json_is_swept_from_its_file(tmp_path, capsys):
     records = read_records(tmp_path / "out" / "results.csv")
     assert {r["table"] for r in records} == {"seed", "mine"}
     assert {r["table_hash"] for r in records if r["table"] == "mine"} == {
-        builtin_tables()["2x4lvl-base"].content_hash()}
+        builtin_tables()["2x4lvl-base"].programmed_hash()}
 
 
 def test_layer_tables_from_the_command_line(tmp_path, capsys):
@@ -194,3 +194,37 @@ def test_quiet_minilm_sweep_prints_no_progress_of_its_own():
                    "--repeats", "1", "--quiet", "--out", "/tmp/aihwkit-slicing-quiet-test")
     assert done.returncode == 0, done.stderr
     assert "Loading" not in done.stderr and "%|" not in done.stderr
+
+
+def test_a_closed_pipe_ends_the_listing_quietly():
+    command = (f"{sys.executable} -m aihwkit_slicing.cli.main tables 4x4lvl-base --json "
+               "| head -n 2")
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                          timeout=300)
+    assert done.stdout.count("\n") == 2
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr
+
+
+def test_resume_without_a_sweep_description_is_a_one_line_error(tmp_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "results.csv").write_text("earlier\n")
+    done = run_cli("sweep", "--tables", "seed", "--times", "1", "--repeats", "1",
+                   "--out", str(out_dir), "--resume", "--quiet")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "sweep.json" in done.stderr
+    assert (out_dir / "results.csv").read_text() == "earlier\n"
+
+
+def test_replacing_earlier_results_is_a_one_line_warning(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    args = ["sweep", "--tables", "seed", "--times", "1", "--repeats", "1", "--out",
+            str(out_dir), "--quiet"]
+    assert main(args) == 0
+    capsys.readouterr()
+    done = run_cli(*args)
+    assert done.returncode == 0
+    warning = [line for line in done.stderr.splitlines() if "replacing" in line]
+    assert warning == [f"aihwkit-slicing: warning: replacing {out_dir / 'results.csv'} "
+                       "(3 records of an earlier sweep); resume=True (--resume) continues "
+                       "a sweep instead"]
