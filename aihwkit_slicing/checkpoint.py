@@ -30,7 +30,14 @@ Per analog tile (``model.named_analog_tiles()``) the file holds:
 
 Plus every tensor of the model's ordinary ``state_dict()`` (biases, mapping scales,
 digital layers, ...) and its JSON-able extra states (e.g. the slicing of
-:class:`~aihwkit_slicing.digital.AnalogSlicedLinear`).
+:class:`~aihwkit_slicing.digital.AnalogSlicedLinear`), except each tile's
+``analog_ctx``: aihwkit's :class:`~aihwkit.optim.context.AnalogContext` holds no state
+of its own. In aihwkit 1.1.0 it is a constant 0-d tensor of ones; in aihwkit 1.2.0 it
+is a view of the tile's raw weights (the tile record holds them) in "placeholder
+mode", which refuses to be read or written (``RuntimeError: AnalogContext data is in
+placeholder mode``) and whose ``detach()`` is uninitialized memory of its shape.
+aihwkit's own ``load_state_dict`` skips it as well. Files that hold it (written before,
+with aihwkit 1.1.0) still load: the entry is ignored.
 
 Loading checks everything first (format, tile names and count, shapes, dtypes, tile
 and converter classes, programming table, state_dict keys) and raises ``ValueError``
@@ -46,13 +53,14 @@ import pickle
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Set, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.nn import Module
 
 import aihwkit
+from aihwkit.optim.context import AnalogContext
 from aihwkit.simulator.tiles.base import AnalogTileStateNames
 from aihwkit.simulator.tiles.inference import InferenceTileWithPeriphery
 
@@ -288,11 +296,16 @@ def _ordinary_state(model: Module) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
     """The tensors of ``model.state_dict()`` and its JSON-able extra states.
 
     aihwkit's ``analog_tile_state`` entries (pickled tile objects, rpu_configs) are
-    left out: the tile records hold what they describe.
+    left out: the tile records hold what they describe; so are the tiles' analog
+    contexts, which hold nothing (see the module docstring).
     """
     tensors: Dict[str, Tensor] = {}
     extra: Dict[str, Any] = {}
-    for key, value in model.state_dict().items():
+    # keep_vars: a plain state_dict() detaches every parameter, which turns aihwkit
+    # 1.2.0's analog context into a placeholder tensor no longer recognisable as one.
+    for key, value in model.state_dict(keep_vars=True).items():
+        if isinstance(value, AnalogContext):
+            continue
         if isinstance(value, Tensor):
             tensors[key] = _plain(value)
         elif _is_analog_tile_state(key):
@@ -307,6 +320,11 @@ def _ordinary_state(model: Module) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
 
 def _is_analog_tile_state(key: str) -> bool:
     return key.rsplit(".", 1)[-1] == AnalogTileStateNames.ANALOG_STATE_NAME
+
+
+def _analog_context_keys(state: Dict[str, Any]) -> Set[str]:
+    """The keys of a ``state_dict(keep_vars=True)`` that hold a tile's analog context."""
+    return {key for key, value in state.items() if isinstance(value, AnalogContext)}
 
 
 # =================================================================== loading
@@ -426,15 +444,19 @@ def _state_dict_copies(file: _File, model: Module,
     """``(model tensor, saved tensor)`` pairs of the ordinary state_dict, checked.
 
     The tiles' ``alpha`` buffers are left to the tile records: aihwkit makes them 0-d
-    at a drift, while a fresh tile has shape ``[1]``.
+    at a drift, while a fresh tile has shape ``[1]``. The tiles' analog contexts are
+    neither copied nor required, and the file's entries for them (files written with
+    aihwkit 1.1.0 hold a 0-d one per tile) are ignored (see the module docstring).
     """
     saved: Dict[str, Any] = checkpoint["state_dict"]
     if not isinstance(saved, dict):
         file.fail("damaged checkpoint: its state_dict is not a dict")
     current = model.state_dict(keep_vars=True)
-    tensors = {key: value for key, value in current.items() if isinstance(value, Tensor)}
+    contexts = _analog_context_keys(current)
+    tensors = {key: value for key, value in current.items()
+               if isinstance(value, Tensor) and key not in contexts}
     missing = sorted(tensors.keys() - saved.keys())
-    unexpected = sorted(saved.keys() - tensors.keys())
+    unexpected = sorted(saved.keys() - tensors.keys() - contexts)
     if missing or unexpected:
         file.fail(f"saved from another model: state_dict entries missing in the file "
                   f"{_few(missing)}, in the file but not in the model {_few(unexpected)}")
