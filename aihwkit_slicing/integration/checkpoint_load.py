@@ -28,6 +28,7 @@ from aihwkit_slicing.integration.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
     PathLike,
+    analog_context_keys,
     dtype_name,
     is_analog_tile_state,
     json_able,
@@ -154,15 +155,20 @@ def _state_dict_copies(file: _File, model: Module,
     """``(model tensor, saved tensor)`` pairs of the ordinary state_dict, checked.
 
     The tiles' ``alpha`` buffers are left to the tile records: aihwkit makes them 0-d
-    at a drift, while a fresh tile has shape ``[1]``.
+    at a drift, while a fresh tile has shape ``[1]``. The tiles' analog contexts are
+    neither copied nor required, and the file's entries for them (files written with
+    aihwkit 1.1.0 hold a 0-d one per tile) are ignored (see
+    :mod:`aihwkit_slicing.integration.checkpoint`).
     """
     saved: Dict[str, Any] = checkpoint["state_dict"]
     if not isinstance(saved, dict):
         file.fail("damaged checkpoint: its state_dict is not a dict")
     current = model.state_dict(keep_vars=True)
-    tensors = {key: value for key, value in current.items() if isinstance(value, Tensor)}
+    contexts = analog_context_keys(current)
+    tensors = {key: value for key, value in current.items()
+               if isinstance(value, Tensor) and key not in contexts}
     missing = sorted(tensors.keys() - saved.keys())
-    unexpected = sorted(saved.keys() - tensors.keys())
+    unexpected = sorted(saved.keys() - tensors.keys() - contexts)
     if missing or unexpected:
         file.fail(f"saved from another model: state_dict entries missing in the file "
                   f"{_few(missing)}, in the file but not in the model {_few(unexpected)}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable
 
+import aihwkit
 import pytest
 import torch
 from aihwkit.exceptions import ModuleError
@@ -187,8 +188,8 @@ def skip_unless_aihwkit_supports(layer: str, kind: str) -> None:
                 reason = f"RuntimeError in analog_mvm_irdrop_t: {error}"
         _aihwkit_support[key] = reason
     if _aihwkit_support[key] is not None:
-        pytest.skip(f"aihwkit 1.1.0 cannot run {layer} on {kind} tiles, even with its own "
-                    f"converter ({_aihwkit_support[key]})")
+        pytest.skip(f"aihwkit {aihwkit.__version__} cannot run {layer} on {kind} tiles, "
+                    f"even with its own converter ({_aihwkit_support[key]})")
 
 
 # ------------------------------------------------------------------------ helpers
