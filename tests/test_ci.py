@@ -64,8 +64,15 @@ def test_ci_refuses_to_run_when_python3_is_not_python_3_11(tmp_path):
     (["PYTHON=python3.12", "VENV=.venv-py312"], ".venv-py312"),
 ])
 def test_each_interpreter_gets_its_own_environment(arguments, venv):
-    """`make test PYTHON=python3.12` must not reuse the 3.11 .venv."""
+    """`make test PYTHON=python3.12` must not reuse the 3.11 .venv.
+
+    Runs in an environment without the settings of a calling make: inside CI's Python 3.12
+    leg, ``make test PYTHON=...`` passes its variables on to sub-makes through MAKEFLAGS
+    (and PYTHON/VENV may be exported), which would choose the environment for this call.
+    """
+    inherited = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "PYTHON", "VENV"}
+    env = {key: value for key, value in os.environ.items() if key not in inherited}
     done = subprocess.run(["make", "-n", "test", *arguments], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert f"{venv}/bin/python -m pytest" in done.stdout
