@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--resume", action="store_true",
                         help="skip the units already in --out (same settings only)")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
+    output.add_argument("--baseline", default=None, metavar="TABLE",
+                        help="also print every table's paired difference to this one "
+                        "(same repeats, common random numbers) with its 95%% t-interval")
 
     tables = commands.add_parser("tables", help="list the built-in tables, or show one")
     tables.error = parser.error  # type: ignore[method-assign]
@@ -222,6 +225,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     check_model(args.model)
     tables = _sweep_tables(args)
+    if args.baseline is not None and args.baseline not in tables:
+        raise UsageError(f"--baseline {args.baseline!r} is not a swept table (tables: "
+                         f"{', '.join(tables)})")
     times = None if args.times is None else parse_times("--times", args.times)
     noise_aware = None if args.noise_aware is None else parse_times("--noise-aware",
                                                                 args.noise_aware)
@@ -272,6 +278,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     png_path = out / f"{result.metric}_vs_time.png"
     plot_sweep(result, png_path)
     print(result.format_summary())
+    if args.baseline is not None:
+        from aihwkit_slicing.experiments.paired import format_paired, paired_differences
+
+        print()
+        print(format_paired(paired_differences(result, args.baseline), result.times))
     print(f"\nwrote {out / 'results.csv'}, {out / 'sweep.json'} and {png_path} "
           f"({elapsed:.0f} s)")
     return 0

@@ -73,3 +73,16 @@ def test_an_unknown_baseline_names_the_tables():
 def test_the_confidence_level_is_checked(bad):
     with pytest.raises(ValueError, match="confidence must lie in \\(0, 1\\)"):
         paired_differences(result({"a": [0.5], "b": [0.6]}), "a", confidence=bad)
+
+
+def test_the_sweep_command_prints_paired_differences(tmp_path, capsys):
+    from aihwkit_slicing.cli.main import main
+
+    args = ["sweep", "--tables", "aihwkit-1pair,digital-2-equal", "--times", "86400",
+            "--repeats", "2", "--out", str(tmp_path), "--quiet"]
+    assert main(args + ["--baseline", "aihwkit-1pair"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy minus 'aihwkit-1pair', same repeats" in out
+    assert "digital-2-equal" in out.split("same repeats")[1]
+    assert main(args + ["--baseline", "nope"]) == 2
+    assert "--baseline 'nope' is not a swept table" in capsys.readouterr().err
