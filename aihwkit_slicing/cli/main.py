@@ -10,6 +10,8 @@
   in the format ``sweep --table-file`` reads.
 * ``aihwkit-slicing allocate``: a table per layer under an average device budget,
   written as JSON for ``sweep --assignment`` (see :mod:`aihwkit_slicing.cli.allocate`).
+* ``aihwkit-slicing frontier``: every slicing family at every device count, in one
+  sweep (see :mod:`aihwkit_slicing.cli.frontier`).
 
 Bad input gets one line on stderr and exit status 2; no traceback. Ctrl-C stops a
 sweep with one line saying what was kept (exit status 130).
@@ -45,13 +47,15 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from aihwkit_slicing.cli.allocate import add_allocate_parser
+    from aihwkit_slicing.cli.frontier import add_frontier_parser
     from aihwkit_slicing.integration.noise_models import NOISE_MODELS
     from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
     from aihwkit_slicing.core.scaling import SCALE_RULES
     from aihwkit_slicing.experiments.tasks import TASKS
 
     parser = _Parser(prog="aihwkit-slicing", description="Quantized weight slicing for aihwkit.")
-    commands = parser.add_subparsers(dest="command", metavar="{sweep,tables,allocate}")
+    commands = parser.add_subparsers(dest="command",
+                                     metavar="{sweep,tables,allocate,frontier}")
     commands.required = True
 
     sweep = commands.add_parser(
@@ -122,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     output.add_argument("--resume", action="store_true",
                         help="skip the units already in --out (same settings only)")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
+    output.add_argument("--baseline", default=None, metavar="TABLE",
+                        help="also print every table's paired difference to this one "
+                        "(same repeats, common random numbers) with its 95%% t-interval")
 
     tables = commands.add_parser("tables", help="list the built-in tables, or show one")
     tables.error = parser.error  # type: ignore[method-assign]
@@ -129,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     tables.add_argument("--json", action="store_true",
                         help="print the table as JSON (the format --table-file reads)")
     add_allocate_parser(commands, parser)
+    add_frontier_parser(commands, parser)
     return parser
 
 
@@ -150,6 +158,7 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
     import json
 
     from aihwkit_slicing.design.assignment import TableAssignment
+    from aihwkit_slicing.digital.spec import DigitalSlicing
     from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, known_names
     from aihwkit_slicing.core.table_files import load_table
 
@@ -167,8 +176,16 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
     if args.tables is not None and not names:
         raise UsageError("--tables names no table")
     for name in names:
+        if name.startswith("digital-"):  # digitally summed slicing, e.g. digital-2-equal
+            try:
+                add(name, DigitalSlicing.from_name(name), "--tables")
+            except ValueError as error:
+                raise UsageError(str(error)) from None
+            continue
         if name not in known_names():
-            raise UsageError(f"unknown table {name!r}; known tables: {', '.join(known_names())}")
+            raise UsageError(f"unknown table {name!r}; known tables: {', '.join(known_names())}"
+                             "; digitally summed: digital-<slices>-<equal|base|binary>"
+                             "[-<levels>]")
         add(name, name, "--tables")
     for path in args.table_file:
         try:
@@ -208,6 +225,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
 
     check_model(args.model)
     tables = _sweep_tables(args)
+    if args.baseline is not None and args.baseline not in tables:
+        raise UsageError(f"--baseline {args.baseline!r} is not a swept table (tables: "
+                         f"{', '.join(tables)})")
     times = None if args.times is None else parse_times("--times", args.times)
     noise_aware = None if args.noise_aware is None else parse_times("--noise-aware",
                                                                 args.noise_aware)
@@ -258,6 +278,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     png_path = out / f"{result.metric}_vs_time.png"
     plot_sweep(result, png_path)
     print(result.format_summary())
+    if args.baseline is not None:
+        from aihwkit_slicing.experiments.paired import format_paired, paired_differences
+
+        print()
+        print(format_paired(paired_differences(result, args.baseline), result.times))
     print(f"\nwrote {out / 'results.csv'}, {out / 'sweep.json'} and {png_path} "
           f"({elapsed:.0f} s)")
     return 0
@@ -326,6 +351,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from aihwkit_slicing.cli.allocate import run_allocate_command
 
             return run_allocate_command(args)
+        if args.command == "frontier":
+            from aihwkit_slicing.cli.frontier import run_frontier_command
+
+            return run_frontier_command(args)
         return run_tables_command(args)
     except UsageError as error:
         print(f"aihwkit-slicing: error: {error}", file=sys.stderr)

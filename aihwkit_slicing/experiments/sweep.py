@@ -54,7 +54,8 @@ import torch
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
 from aihwkit_slicing.design.assignment import TableAssignment
-from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter
+from aihwkit_slicing.digital.spec import NAME_PATTERN, DigitalSlicing
+from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter, spec_name, table_of
 from aihwkit_slicing.integration.noise_models import build_noise_model, check_times, default_times
 from aihwkit_slicing.experiments.results import ResultsFile, SweepResult, read_records
 from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
@@ -86,12 +87,13 @@ def available_cores() -> int:
 # ================================================================= arguments
 def _named(specs: Any, what: str) -> Dict[str, Any]:
     if isinstance(specs, Mapping) and not isinstance(specs, TableAssignment):
-        named = dict(specs)
+        named = {name: _parsed(spec) for name, spec in specs.items()}
     else:
         named = {}
         for spec in (specs if isinstance(specs, (list, tuple)) else [specs]):
             if isinstance(spec, Mapping) and not isinstance(spec, TableAssignment):
                 spec = TableAssignment(spec)
+            spec = _parsed(spec)
             name = _display_name(spec)
             if name in named:
                 raise ValueError(f"two {what}s are both called {name!r}; give them "
@@ -102,10 +104,21 @@ def _named(specs: Any, what: str) -> Dict[str, Any]:
     return named
 
 
+def _parsed(spec: Any) -> Any:
+    """A digital slicing's name (``"digital-2-equal"``) as its :class:`DigitalSlicing`."""
+    if isinstance(spec, str) and NAME_PATTERN.match(spec):
+        return DigitalSlicing.from_name(spec)
+    return spec
+
+
 def _display_name(spec: Any) -> str:
-    if isinstance(spec, str):
-        return spec
-    name = getattr(spec, "name", None) or getattr(getattr(spec, "table", None), "name", None)
+    if isinstance(spec, DigitalSlicing):
+        return spec.display_name
+    if isinstance(spec, TableAssignment):
+        return spec.name
+    if isinstance(spec, str) or table_of(spec) is not None:
+        return spec_name(spec)
+    name = getattr(spec, "name", None)
     return name or type(spec).__name__
 
 
@@ -251,8 +264,11 @@ def run_sweep(
     )
     _warn_of_recorded_rules(plan)
     for spec in plan.tables.values():  # fail early on unknown names and bad times
-        for s in (spec.rules if isinstance(spec, TableAssignment) else [(None, spec)]):
-            make_converter(s[1])
+        if isinstance(spec, TableAssignment):
+            for _, rule_spec in spec.rules:
+                make_converter(rule_spec)
+        elif not isinstance(spec, DigitalSlicing):  # (checked when made)
+            make_converter(spec)
     for name, spec in plan.noise_models.items():
         check_times(plan.times, build_noise_model(spec, make_converter("aihwkit-1pair")), name)
     for setting in plan.settings():

@@ -31,6 +31,8 @@ from aihwkit.simulator.parameters.base import RPUConfigBase
 
 from aihwkit_slicing.design.assignment import ScalingRule, TableAssignment, is_weight_layer
 from aihwkit_slicing.design.encodings import seeded_level_noise
+from aihwkit_slicing.digital.conversion import convert_to_analog_sliced
+from aihwkit_slicing.digital.spec import DigitalSlicing
 from aihwkit_slicing.experiments.metrics import weight_errors
 from aihwkit_slicing.experiments.tasks import Task
 from aihwkit_slicing.integration.catalog import (  # noqa: F401  (DEFAULT_*: re-exported)
@@ -54,7 +56,7 @@ from aihwkit_slicing.integration.setting import (
 )
 from aihwkit_slicing.version import __version__
 
-SweepTable = Union[TableSpec, TableAssignment, Mapping[str, TableSpec]]
+SweepTable = Union[TableSpec, TableAssignment, DigitalSlicing, Mapping[str, TableSpec]]
 
 
 # ====================================================================== plan
@@ -161,6 +163,13 @@ class SweepPlan:
             analog = convert_to_analog(model, next(iter(configs.values())),
                                        ensure_analog_root=True,
                                        specific_rpu_config_fun=per_layer)
+        elif isinstance(spec, DigitalSlicing):  # one tile per slice, summed digitally
+            config = self.rpu_config_for(self.converter(
+                spec.slice_table, setting.noise_model, setting.compensation,
+                self.own_scaling_rule()), setting)
+            check_times(self.times, config.noise_model, setting.noise_model)
+            analog = convert_to_analog_sliced(model, config, **spec.slicing_arguments(),
+                                              ensure_analog_root=True)
         else:
             config = self.rpu_config_for(
                 self.converter(spec, setting.noise_model, setting.compensation), setting)
@@ -187,6 +196,10 @@ class SweepPlan:
             specs = [s for _, s in spec.distinct_specs()]
             n_devices = spec.devices_per_weight(model)
             n_levels, table_hash = None, spec.content_hash()
+        elif isinstance(spec, DigitalSlicing):
+            specs = [spec.slice_table]
+            n_devices = float(spec.devices_per_weight())
+            n_levels, table_hash = spec.levels_per_weight(), spec.content_hash()
         else:
             specs = [spec]
             converter = make_converter(spec)
@@ -200,7 +213,8 @@ class SweepPlan:
         level = ""
         given = [s for s in specs if isinstance(s, BaseConductanceConverter)
                  and table_of(s) is not None]
-        if given and len(specs) == 1:  # our converter, with its own settings
+        own = given and len(specs) == 1 and not isinstance(spec, DigitalSlicing)
+        if own:  # our converter, with its own settings
             converter = given[0]
             scale, per_channel, percentile = (converter.scale, converter.per_channel,
                                               converter.percentile)

@@ -1,0 +1,101 @@
+"""The frontier study: families at device counts, one sweep with common random numbers,
+a tidy table, a plot, and the command line's quick run."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+
+from aihwkit_slicing.cli.main import main
+from aihwkit_slicing.digital.spec import DigitalSlicing
+from aihwkit_slicing.experiments.frontier import (
+    FAMILIES,
+    family_spec,
+    frontier_rows,
+    plot_frontier,
+    run_frontier,
+    write_rows,
+)
+from aihwkit_slicing.experiments.tasks import digits_task
+from aihwkit_slicing.integration.catalog import devices_per_weight, make_converter
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "allocation"])
+@pytest.mark.parametrize("devices", [2, 4, 6, 8, 16])
+def test_every_family_configuration_has_the_devices_it_is_listed_at(family, devices):
+    spec = family_spec(family, devices, tuned=False)
+    if spec is None:
+        return
+    if isinstance(spec, DigitalSlicing):
+        assert spec.devices_per_weight() == devices
+    else:
+        assert devices_per_weight(make_converter(spec)) == devices
+
+
+def test_families_are_defined_where_they_say():
+    assert family_spec("npair-f2", 2, tuned=False) is None  # needs two pairs
+    assert family_spec("binary-tuned", 16, tuned=False) is None  # 2 to 4 pairs
+    assert family_spec("npair-equal", 3, tuned=False) is None  # odd: no pairs
+    with pytest.raises(ValueError, match="unknown family 'nope'"):
+        family_spec("nope", 4)
+
+
+@pytest.fixture(scope="module")
+def frontier():
+    return run_frontier(digits_task(), devices=[2, 4], families=["npair-equal", "base4",
+                                                                  "digital-equal"],
+                        times=[86400.0], repeats=2, tuned=False, progress=False)
+
+
+def test_the_frontier_is_one_sweep_with_the_same_seeds_for_every_configuration(frontier):
+    assert {r["table"] for r in frontier.records} == {
+        "npair-equal@2", "npair-equal@4", "base4@2", "base4@4", "digital-equal@4"}
+    assert {r["seed"] for r in frontier.records} == {0}
+
+
+def test_frontier_rows_summarise_the_sweep(frontier, tmp_path):
+    rows = frontier_rows(frontier, baseline="npair-equal@4")
+    summary = {(s["table"], s["t_inference"]): s for s in frontier.summary()}
+    for row in rows:
+        assert row.mean == pytest.approx(summary[(row.table, row.t_inference)]["value_mean"])
+        assert row.low <= row.mean <= row.high
+        assert row.family == row.table.split("@")[0] and row.devices == int(
+            row.table.split("@")[1])
+        if row.table == "npair-equal@4":
+            assert math.isnan(row.diff)
+        else:
+            assert row.diff_low <= row.diff <= row.diff_high
+    path = write_rows(rows, tmp_path / "frontier.csv")
+    with path.open() as handle:
+        written = list(csv.DictReader(handle))
+    assert len(written) == len(rows) == 5
+    assert plot_frontier(rows, tmp_path / "frontier.png").stat().st_size > 5000
+
+
+def test_bad_frontier_arguments_are_named():
+    with pytest.raises(ValueError, match="devices must be even integers"):
+        run_frontier(digits_task(), devices=[3], progress=False)
+    with pytest.raises(ValueError, match="unknown family 'nope'"):
+        run_frontier(digits_task(), families=["nope"], progress=False)
+
+
+def test_frontier_quick_runs_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "frontier"
+    assert main(["frontier", "--quick", "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "paired difference to npair-equal@4" in printed and "allocation" in printed
+    assert (out / "frontier.csv").exists() and (out / "frontier.png").exists()
+    assert (out / "results.csv").exists() and (out / "sweep.json").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--devices", "3"], "--devices takes even integers >= 2"),
+    (["--families", "nope"], "unknown family 'nope'"),
+    (["--baseline", "npair-equal@64"], "--baseline must be a swept configuration"),
+])
+def test_bad_frontier_options_are_one_line(args, message, capsys, tmp_path):
+    code = main(["frontier", "--model", "digits", "--out", str(tmp_path), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
