@@ -5,9 +5,9 @@
   prints the summary and writes ``results.csv`` (appended as units finish),
   ``sweep.json`` and ``<metric>_vs_time.png`` to ``--out``; ``--resume`` continues an
   interrupted sweep, ``--workers``/``--scheduler`` run it on Dask.
-* ``aihwkit-slicing tables``: lists the built-in tables; ``aihwkit-slicing tables NAME``
-  shows one (devices, significances, levels and their encodings), ``--json`` prints it
-  in the format ``sweep --table-file`` reads.
+* ``aihwkit-slicing tables``: lists every table name the commands accept; ``tables
+  NAME`` shows one, ``tables FILE.json`` checks a table file and shows it (see
+  :mod:`aihwkit_slicing.cli.tables`).
 * ``aihwkit-slicing allocate``: a table per layer under an average device budget,
   written as JSON for ``sweep --assignment`` (see :mod:`aihwkit_slicing.cli.allocate`).
 
@@ -45,6 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from aihwkit_slicing.cli.allocate import add_allocate_parser
+    from aihwkit_slicing.cli.tables import add_tables_parser
     from aihwkit_slicing.integration.noise_models import NOISE_MODELS
     from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
     from aihwkit_slicing.core.scaling import SCALE_RULES
@@ -123,11 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip the units already in --out (same settings only)")
     output.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    tables = commands.add_parser("tables", help="list the built-in tables, or show one")
-    tables.error = parser.error  # type: ignore[method-assign]
-    tables.add_argument("name", nargs="?", help="a table to show in full")
-    tables.add_argument("--json", action="store_true",
-                        help="print the table as JSON (the format --table-file reads)")
+    add_tables_parser(commands, parser)
     add_allocate_parser(commands, parser)
     return parser
 
@@ -150,7 +147,8 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
     import json
 
     from aihwkit_slicing.design.assignment import TableAssignment
-    from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, known_names
+    from aihwkit_slicing.design.candidates import named_spec
+    from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP
     from aihwkit_slicing.core.table_files import load_table
 
     tables: dict = {}
@@ -166,10 +164,16 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
         t.strip() for t in (args.tables or "").split(",") if t.strip()]
     if args.tables is not None and not names:
         raise UsageError("--tables names no table")
+
+    def spec_of(name: str, option: str) -> object:
+        """A known name as it is; a tuned default candidate tuned for the noise model."""
+        try:
+            return named_spec(name, args.noise_model)
+        except ValueError as error:
+            raise UsageError(f"{option}: {error}") from None
+
     for name in names:
-        if name not in known_names():
-            raise UsageError(f"unknown table {name!r}; known tables: {', '.join(known_names())}")
-        add(name, name, "--tables")
+        add(name, spec_of(name, "--tables"), "--tables")
     for path in args.table_file:
         try:
             table = load_table(path)
@@ -182,10 +186,7 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
             pattern, sep, table = item.partition("=")
             if not sep or not pattern.strip() or not table.strip():
                 raise UsageError(f"--layer-tables takes 'PATTERN=TABLE,...', got {item!r}")
-            if table.strip() not in known_names():
-                raise UsageError(f"unknown table {table.strip()!r} in --layer-tables; known "
-                                 f"tables: {', '.join(known_names())}")
-            rules.append((pattern.strip(), table.strip()))
+            rules.append((pattern.strip(), spec_of(table.strip(), "--layer-tables")))
         add(text, TableAssignment(rules, name=text), "--layer-tables")
     for path in args.assignment:
         try:
@@ -207,6 +208,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from aihwkit_slicing.experiments.sweep import SweepInterrupted, run_sweep
 
     check_model(args.model)
+    if args.noise_model not in NOISE_MODELS:
+        raise UsageError(f"unknown noise model {args.noise_model!r}; choose one of "
+                         f"{', '.join(NOISE_MODELS)}")
     tables = _sweep_tables(args)
     times = None if args.times is None else parse_times("--times", args.times)
     noise_aware = None if args.noise_aware is None else parse_times("--noise-aware",
@@ -219,9 +223,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         percentile = float(args.percentile)
     except ValueError:
         raise UsageError(f"--percentile must be a number, got {args.percentile!r}") from None
-    if args.noise_model not in NOISE_MODELS:
-        raise UsageError(f"unknown noise model {args.noise_model!r}; choose one of "
-                         f"{', '.join(NOISE_MODELS)}")
     if noise_aware and args.scale != "mse":
         raise UsageError(f"--noise-aware needs --scale mse, got --scale {args.scale}")
     _check_device(args.device)
@@ -276,37 +277,6 @@ def _check_device(text: str) -> None:
         raise UsageError(f"--device must be cpu, cuda or cuda:N, got {text!r}")
 
 
-def run_tables_command(args: argparse.Namespace) -> int:
-    import json
-
-    from aihwkit_slicing.integration.catalog import BASELINES, TABLES
-
-    if args.name is None:
-        if args.json:
-            print(json.dumps({name: t.to_dict() for name, t in TABLES.items()}, indent=1))
-            return 0
-        print(f"{'name':<16s} {'pairs':>5s} {'devices':>7s} {'levels':>6s}  significances")
-        for name, table in TABLES.items():
-            print(f"{name:<16s} {table.n_pairs:>5d} {table.n_devices:>7d} "
-                  f"{table.n_levels:>6d}  [{', '.join(f'{f:g}' for f in table.f_lst)}]")
-        print("\naihwkit baselines (continuous): " + ", ".join(BASELINES))
-        return 0
-    if args.name in BASELINES:
-        if args.json:
-            raise UsageError(f"{args.name} is aihwkit's continuous converter, not a table; "
-                             "it has no JSON form")
-        print(f"{args.name}: {BASELINES[args.name]()} (aihwkit's continuous converter)")
-        return 0
-    if args.name not in TABLES:
-        raise UsageError(f"unknown table {args.name!r}; known tables: "
-                         f"{', '.join(list(TABLES) + list(BASELINES))}")
-    if args.json:
-        print(json.dumps(TABLES[args.name].to_dict(), indent=1))
-    else:
-        print(TABLES[args.name].describe())
-    return 0
-
-
 def _one_line_warning(message: Any, category: Any, filename: str, lineno: int,
                       line: Optional[str] = None) -> str:
     """Warnings on the command line: one line, no source location."""
@@ -326,6 +296,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from aihwkit_slicing.cli.allocate import run_allocate_command
 
             return run_allocate_command(args)
+        from aihwkit_slicing.cli.tables import run_tables_command
+
         return run_tables_command(args)
     except UsageError as error:
         print(f"aihwkit-slicing: error: {error}", file=sys.stderr)
