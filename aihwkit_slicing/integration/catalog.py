@@ -78,8 +78,8 @@ def known_names() -> List[str]:
 
 
 def make_converter(
-    spec: TableSpec, scale: str = "max", per_channel: bool = False, percentile: float = 99.9,
-    level_noise: Optional[LevelNoise] = None,
+    spec: TableSpec, scale: str = DEFAULT_SCALE, per_channel: bool = DEFAULT_PER_CHANNEL,
+    percentile: float = 99.9, level_noise: Optional[LevelNoise] = None,
 ) -> BaseConductanceConverter:
     """A fresh converter for a table name, a :class:`ProgrammingTable` or a converter.
 
@@ -88,6 +88,8 @@ def make_converter(
             (deep-copied).
         scale, per_channel, percentile, level_noise: scaling of our converter for tables
             (see :class:`QuantizedSlicedConductanceConverter`); ignored for converters.
+            The default is the sweep's, :data:`DEFAULT_SCALE` per output channel (the
+            converter class itself defaults to aihwkit's ``"max"`` per tensor).
 
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
