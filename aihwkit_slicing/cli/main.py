@@ -10,6 +10,8 @@
   :mod:`aihwkit_slicing.cli.tables`).
 * ``aihwkit-slicing allocate``: a table per layer under an average device budget,
   written as JSON for ``sweep --assignment`` (see :mod:`aihwkit_slicing.cli.allocate`).
+* ``aihwkit-slicing plot``: redraws a results folder's figure for any metric (see
+  :mod:`aihwkit_slicing.cli.plot`).
 
 Bad input gets one line on stderr and exit status 2; no traceback. Ctrl-C stops a
 sweep with one line saying what was kept (exit status 130).
@@ -45,6 +47,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from aihwkit_slicing.cli.allocate import add_allocate_parser
+    from aihwkit_slicing.cli.plot import add_plot_parser
     from aihwkit_slicing.cli.tables import add_tables_parser
     from aihwkit_slicing.integration.noise_models import NOISE_MODELS
     from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
@@ -52,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     from aihwkit_slicing.experiments.tasks import TASKS
 
     parser = _Parser(prog="aihwkit-slicing", description="Quantized weight slicing for aihwkit.")
-    commands = parser.add_subparsers(dest="command", metavar="{sweep,tables,allocate}")
+    commands = parser.add_subparsers(dest="command", metavar="{sweep,tables,allocate,plot}")
     commands.required = True
 
     sweep = commands.add_parser(
@@ -126,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tables_parser(commands, parser)
     add_allocate_parser(commands, parser)
+    add_plot_parser(commands, parser)
     return parser
 
 
@@ -296,6 +300,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from aihwkit_slicing.cli.allocate import run_allocate_command
 
             return run_allocate_command(args)
+        if args.command == "plot":
+            from aihwkit_slicing.cli.plot import run_plot_command
+
+            return run_plot_command(args)
         from aihwkit_slicing.cli.tables import run_tables_command
 
         return run_tables_command(args)

@@ -56,7 +56,12 @@ from aihwkit.simulator.parameters.base import RPUConfigBase
 from aihwkit_slicing.design.assignment import TableAssignment
 from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter
 from aihwkit_slicing.integration.noise_models import build_noise_model, check_times, default_times
-from aihwkit_slicing.experiments.results import ResultsFile, SweepResult, read_records
+from aihwkit_slicing.experiments.results import (
+    WEIGHT_METRICS,
+    ResultsFile,
+    SweepResult,
+    read_records,
+)
 from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
 from aihwkit_slicing.core.scaling import validate_rule
 from aihwkit_slicing.experiments.sweep_plan import (
@@ -248,6 +253,7 @@ def run_sweep(
         per_channel=bool(per_channel), percentile=float(percentile),
         noise_aware=noise_aware_times, peripherals=peripherals, mapping=mapping,
         rpu_config=rpu_config, device=str(torch.device(device)),
+        lower_is_better=list(dict.fromkeys(WEIGHT_METRICS + list(task.lower_is_better))),
     )
     _warn_of_recorded_rules(plan)
     for spec in plan.tables.values():  # fail early on unknown names and bad times
@@ -299,7 +305,8 @@ def run_sweep(
                                results_file.path if results_file else None) from None
     bar.close()
     return SweepResult(records=_sorted(records, plan), reference=reference,
-                       metric=task.metric, task=task.name, times=plan.times)
+                       metric=task.metric, task=task.name, times=plan.times,
+                       lower_is_better=list(plan.lower_is_better))
 
 
 def _warn_of_recorded_rules(plan: SweepPlan) -> None:

@@ -92,6 +92,7 @@ class SweepPlan:
     mapping: str = "column"
     rpu_config: Optional[RPUConfigBase] = None
     device: str = "cpu"
+    lower_is_better: List[str] = field(default_factory=list)
     _described: Dict[Setting, SimulatedSetting] = field(default_factory=dict, repr=False)
     _level_noise: Dict[Tuple[str, str, Tuple[float, ...], bool], Any] = field(
         default_factory=dict, repr=False)
@@ -238,7 +239,7 @@ class SweepPlan:
             "model_hash": self.model_hash, "metric": self.metric, "reference": reference,
             "settings": [self.describe(s).to_json() for s in self.settings()],
             "times": self.times, "repeats": self.repeats, "seed": self.seed,
-            "device": self.device,
+            "device": self.device, "lower_is_better": self.lower_is_better,
         })
 
 

@@ -7,7 +7,7 @@ that a worker process can build the same task without receiving the model.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable, Dict, Tuple
 
 from torch import nn
 
@@ -21,12 +21,26 @@ class Task:
         model: the floating-point model (left untouched by sweeps).
         evaluate: scores a model (floating point or analog): metric name -> value.
         metric: the main metric (higher is better), a key of ``evaluate``'s result.
+        lower_is_better: other metrics of ``evaluate`` for which lower is better (a
+            loss, an error); summaries and plots rank tables by them ascending. The
+            sweep's weight errors are lower-is-better anyway.
     """
 
     name: str
     model: nn.Module
     evaluate: Callable[[nn.Module], Dict[str, float]]
     metric: str
+    lower_is_better: Tuple[str, ...] = ()
+    def __post_init__(self) -> None:
+        if isinstance(self.lower_is_better, str):
+            self.lower_is_better = (self.lower_is_better,)
+        self.lower_is_better = tuple(self.lower_is_better)
+        if self.metric in self.lower_is_better:
+            raise ValueError(f"task {self.name!r}: its main metric {self.metric!r} must be "
+                             "higher-is-better (allocations measure its drop); list it "
+                             "negated, or make another metric the main one")
+
+
 
 
 def digits_task() -> Task:

@@ -1,4 +1,5 @@
-"""The commands around a sweep: ``tables FILE.json`` and one registry of table names."""
+"""The commands around a sweep: ``tables FILE.json``, one registry of table names, and
+``plot``."""
 
 import json
 
@@ -86,3 +87,52 @@ def test_sweep_tunes_a_tuned_default_candidate_for_its_noise_model(tmp_path, cap
     tuned = tuned_table(2, "hermes", levels_per_device=33, significance="binary")
     assert {r["table_hash"] for r in read_records(tmp_path / "results.csv")} == {
         tuned.programmed_hash()}
+
+
+# ==================================================================== plot
+@pytest.fixture(scope="module")
+def results_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sweep")
+    assert main(["sweep", "--tables", "aihwkit-1pair,seed", "--times", "1,86400,31536000",
+                 "--repeats", "2", "--out", str(folder), "--quiet"]) == 0
+    return folder
+
+
+def test_plot_redraws_any_metric_of_a_results_folder(results_folder, tmp_path, capsys):
+    out = tmp_path / "rms.png"
+    code, printed, err = run_in_process(["plot", str(results_folder), "--metric",
+                                         "weight_rms_error", "--out", str(out)], capsys)
+    assert code == 0, err
+    assert printed.startswith("digits: weight_rms_error (lower is better), mean ± std over "
+                              "2 repeats")
+    assert out.stat().st_size > 10_000
+    assert printed.strip().endswith(f"wrote {out}")
+
+
+def test_plot_defaults_to_the_main_metric_in_the_folder(results_folder, capsys):
+    (results_folder / "accuracy_vs_time.png").unlink()
+    code, printed, _ = run_in_process(["plot", str(results_folder)], capsys)
+    assert code == 0
+    assert printed.startswith("digits: accuracy (higher is better, floating point 0.9833)")
+    assert (results_folder / "accuracy_vs_time.png").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--metric", "loss"], "--metric loss: no records of the metric 'loss'; the records hold "
+                           "accuracy, weight_rms_error, weight_max_error"),
+    (["--out", "/no/such/folder/x.png"], "--out must be a file in an existing folder"),
+    (["--out", "{folder}/plot.jpeg"], "the suffix must be one of .png, .pdf, .svg"),
+])
+def test_plot_names_bad_options(results_folder, args, message, capsys):
+    args = [a.format(folder=results_folder) for a in args]
+    code, _, err = run_in_process(["plot", str(results_folder)] + args, capsys)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert message in line
+
+
+def test_plot_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
+    code, _, err = run_in_process(["plot", str(tmp_path)], capsys)
+    assert code == 2
+    assert err.strip() == (f"aihwkit-slicing: error: {tmp_path} holds no sweep.json (a "
+                           "sweep's --out folder has results.csv and sweep.json)")
