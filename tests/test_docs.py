@@ -45,6 +45,20 @@ def test_python_blocks_run_as_written(path, tmp_path):
     assert done.returncode == 0, f"{path.name} as {script.name}:\n{done.stderr[-3000:]}"
 
 
+def test_the_readmes_task_factory_runs_from_the_shell_as_shown(tmp_path):
+    """The README's own-model block, saved as tasks.py, is what its shell lines load."""
+    (block,) = [code for code in blocks(ROOT / "README.md", "python") if "def make_task" in code]
+    (tmp_path / "tasks.py").write_text(block)
+    shown = [line for _, line in shell_commands() if "--model tasks.py:make_task" in line]
+    assert shown, "the README shows no command of tasks.py:make_task"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "aihwkit_slicing.cli.main", "layers", "--model",
+                           "tasks.py:make_task"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("mine: 2 layers a sweep makes analog, 320 weights")
+
+
 def shell_commands() -> list[tuple[str, str]]:
     found = []
     for path in DOCS:

@@ -25,6 +25,7 @@ from aihwkit_slicing.cli.parsing import (
     UsageError,
     check_model,
     load_model,
+    model_help,
     parse_times,
     positive_int,
 )
@@ -34,7 +35,6 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
                         parser: argparse.ArgumentParser) -> None:
     """Add the ``allocate`` subcommand to ``commands`` (errors go through ``parser``)."""
     from aihwkit_slicing.integration.noise_models import NOISE_MODELS
-    from aihwkit_slicing.experiments.tasks import TASKS
 
     allocate = commands.add_parser(
         "allocate", help="choose a table per layer under an average device budget",
@@ -45,8 +45,7 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
         "--assignment'.",
     )
     allocate.error = parser.error  # type: ignore[method-assign]
-    allocate.add_argument("--model", default="digits",
-                          help=f"the task: {', '.join(TASKS)} (default digits)")
+    allocate.add_argument("--model", default="digits", help=model_help())
     allocate.add_argument("--budget", required=True,
                           help="devices per weight allowed, averaged over all weights, e.g. 6")
     allocate.add_argument("--times", default="86400,31536000",

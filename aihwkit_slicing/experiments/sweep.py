@@ -163,10 +163,12 @@ def run_sweep(
     """Program and drift ``task``'s network with every table, noise model and setting.
 
     Args:
-        task: a :class:`~aihwkit_slicing.experiments.tasks.Task` or the name of a
-            registered one (``"digits"``, ``"minilm"``, see
-            :func:`~aihwkit_slicing.experiments.tasks.register_task`); Dask workers load it
-            by name.
+        task: a :class:`~aihwkit_slicing.experiments.tasks.Task` or its source: the
+            name of a registered one (``"digits"``, ``"minilm"``, see
+            :func:`~aihwkit_slicing.experiments.tasks.register_task`) or a factory of
+            your own, ``"package.module:factory"`` or ``"path/to/file.py:factory"``
+            (see :func:`~aihwkit_slicing.experiments.tasks.load_task`). Dask workers
+            build it from its source and check they built the same weights.
         tables: table names, :class:`ProgrammingTable` objects, converters (used with
             their own settings), or per-layer assignments (a
             :class:`TableAssignment` or a ``{layer pattern: table}`` dict); a sequence
@@ -252,7 +254,7 @@ def run_sweep(
         times=validate_times(times), repeats=int(repeats), seed=int(seed), scale=scale,
         per_channel=bool(per_channel), percentile=float(percentile),
         noise_aware=noise_aware_times, peripherals=peripherals, mapping=mapping,
-        rpu_config=rpu_config, device=str(torch.device(device)),
+        rpu_config=rpu_config, device=str(torch.device(device)), task_source=task.source,
         lower_is_better=list(dict.fromkeys(WEIGHT_METRICS + list(task.lower_is_better))),
     )
     _warn_of_recorded_rules(plan)

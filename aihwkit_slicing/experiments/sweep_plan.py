@@ -92,6 +92,7 @@ class SweepPlan:
     mapping: str = "column"
     rpu_config: Optional[RPUConfigBase] = None
     device: str = "cpu"
+    task_source: Optional[str] = None
     lower_is_better: List[str] = field(default_factory=list)
     _described: Dict[Setting, SimulatedSetting] = field(default_factory=dict, repr=False)
     _level_noise: Dict[Tuple[str, str, Tuple[float, ...], bool], Any] = field(

@@ -1,14 +1,58 @@
-"""The commands around a sweep: ``tables FILE.json``, one registry of table names, and
-``plot``."""
+"""The commands around a sweep: your own model (--model MODULE:FACTORY or FILE.py:FACTORY),
+``layers``, ``tables FILE.json``, one registry of table names, and ``plot``."""
 
 import json
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
 from aihwkit_slicing.cli.main import main
-from aihwkit_slicing.design.candidates import table_names, tuned_table
 from aihwkit_slicing.experiments.results import read_records
+from aihwkit_slicing.design.candidates import table_names, tuned_table
 from aihwkit_slicing.integration.catalog import NAMED_TABLES
+
+#: A module of the user's with Task factories, good and bad.
+TASKS_PY = textwrap.dedent('''
+    import torch
+    from aihwkit_slicing.experiments.tasks import Task
+
+
+    def make_task():
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 12), torch.nn.Tanh(),
+                                    torch.nn.Linear(12, 3))
+        inputs = torch.randn(32, 8)
+        with torch.no_grad():
+            target = model(inputs)
+
+        def evaluate(net):
+            with torch.no_grad():
+                out = net(inputs)
+            return {"cosine": float(torch.nn.functional.cosine_similarity(out, target).mean()),
+                    "mse": float((out - target).square().mean())}
+
+        return Task("tiny", model, evaluate, "cosine", lower_is_better=("mse",))
+
+
+    def not_a_task():
+        return {"model": None}
+
+
+    def broken():
+        raise RuntimeError("the weights file is missing")
+
+
+    NOT_CALLABLE = 3
+''')
+
+
+@pytest.fixture
+def tasks_file(tmp_path):
+    path = tmp_path / "my_tasks.py"
+    path.write_text(TASKS_PY)
+    return path
 
 
 def run_in_process(args, capsys):
@@ -19,6 +63,97 @@ def run_in_process(args, capsys):
         code = stop.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+# ========================================================== your own model
+def test_a_sweep_of_a_task_factory_in_a_file(tasks_file, tmp_path, capsys):
+    code, out, err = run_in_process(
+        ["sweep", "--model", f"{tasks_file}:make_task", "--tables", "seed", "--times", "1",
+         "--repeats", "1", "--out", str(tmp_path / "out"), "--quiet"], capsys)
+    assert code == 0, err
+    records = read_records(tmp_path / "out" / "results.csv")
+    assert {r["task"] for r in records} == {"tiny"}
+    assert {r["metric"] for r in records} == {"cosine", "mse", "weight_rms_error",
+                                              "weight_max_error"}
+    manifest = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert manifest["lower_is_better"] == ["weight_rms_error", "weight_max_error", "mse"]
+
+
+def test_a_task_factory_of_a_package_in_the_working_folder(tmp_path):
+    package = tmp_path / "mylab"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tasks.py").write_text(TASKS_PY)
+    done = subprocess.run([sys.executable, "-m", "aihwkit_slicing.cli.main", "layers",
+                           "--model", "mylab.tasks:make_task"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "tiny: 2 layers" in done.stdout and "0     Linear  12 x 8" in done.stdout
+
+
+def test_allocate_takes_a_task_factory(tasks_file, tmp_path, capsys):
+    out = tmp_path / "assignment.json"
+    code, printed, err = run_in_process(
+        ["allocate", "--model", f"{tasks_file}:make_task", "--budget", "3", "--candidates",
+         "1x4lvl,seed", "--times", "86400", "--repeats", "1", "--out", str(out), "--quiet"],
+        capsys)
+    assert code == 0, err
+    assert {layer["name"] for layer in json.loads(out.read_text())["layers"]} == {"0", "2"}
+    assert f"--model {tasks_file}:make_task" in printed
+
+
+@pytest.mark.parametrize("model, message", [
+    ("./my_model.pt", "unknown model './my_model.pt'; known models: digits, minilm, or a "
+                      "Task factory of your own as MODULE:FACTORY or FILE.py:FACTORY; a saved "
+                      "network needs a factory that loads it"),
+    ("{file}:nothing_here", "--model {file}:nothing_here: {file} has no attribute "
+                            "'nothing_here'"),
+    ("{file}:NOT_CALLABLE", "NOT_CALLABLE is a int, not a function returning a Task"),
+    ("{file}:not_a_task", "not_a_task() must return an aihwkit_slicing.experiments.tasks.Task, "
+                          "got dict"),
+    ("{file}:broken", "broken() raised RuntimeError: the weights file is missing"),
+    ("{folder}/absent.py:make_task", "--model {folder}/absent.py:make_task: no file "
+                                     "{folder}/absent.py"),
+    ("no_such_package_xyz.tasks:make", "--model no_such_package_xyz.tasks:make: no module "
+                                       "named 'no_such_package_xyz'"),
+    ("{folder}/syntax.py:make", "running syntax.py raised SyntaxError"),
+])
+@pytest.mark.parametrize("command", ["layers", "sweep", "allocate"])
+def test_a_task_source_that_cannot_be_loaded_is_one_line(command, model, message, tasks_file,
+                                                         tmp_path, capsys):
+    (tmp_path / "syntax.py").write_text("def make(:\n")
+    model = model.format(file=tasks_file, folder=tmp_path)
+    message = message.format(file=tasks_file, folder=tmp_path)
+    extra = {"layers": [], "sweep": ["--out", str(tmp_path / "out")],
+             "allocate": ["--budget", "4", "--out", str(tmp_path / "a.json")]}[command]
+    code, _, err = run_in_process([command, "--model", model] + extra, capsys)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith("aihwkit-slicing: error: ") and message in line, line
+
+
+# ================================================================== layers
+def test_layers_lists_what_a_sweep_makes_analog(capsys):
+    code, out, _ = run_in_process(["layers", "--model", "digits"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("digits: 4 layers a sweep makes analog, 38160 weights")
+    assert lines[2].split() == ["features.0", "Conv2d", "16", "x", "1", "x", "3", "x", "3",
+                                "144", "0.4", "%"]
+    assert lines[4].split()[:3] == ["classifier.1", "Linear", "64"]
+
+
+def test_layers_as_json_gives_the_names_assignments_use(capsys):
+    from aihwkit_slicing.design.assignment import TableAssignment
+    from aihwkit_slicing.experiments.tasks import digits_task
+
+    code, out, _ = run_in_process(["layers", "--json"], capsys)
+    assert code == 0
+    layers = json.loads(out)
+    assert [layer["name"] for layer in layers] == list(
+        TableAssignment({"*": "seed"}).layer_tables(digits_task().model))
+    assert layers[2] == {"name": "classifier.1", "type": "Linear", "shape": [64, 512],
+                         "weights": 32768}
 
 
 # ============================================================ table files
