@@ -41,6 +41,7 @@ from aihwkit_slicing.digital.layers import AnalogSlicedConv2d, AnalogSlicedLinea
 from aihwkit_slicing.digital.slicing import WeightSlicing  # noqa: E402
 from aihwkit_slicing.integration.checkpoint import save_programmed  # noqa: E402
 from aihwkit_slicing.integration.checkpoint_load import load_programmed  # noqa: E402
+from aihwkit_slicing.integration.rpu_configs import make_rpu_config  # noqa: E402
 from aihwkit_slicing.version import __version__  # noqa: E402
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "from_device_levels",
     "load_programmed",
     "load_table",
+    "make_rpu_config",
     "save_programmed",
     "save_table",
     "seed_table",

@@ -25,6 +25,7 @@ from aihwkit_slicing.cli.parsing import (
     UsageError,
     check_model,
     load_model,
+    model_help,
     parse_times,
     positive_int,
 )
@@ -34,7 +35,6 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
                         parser: argparse.ArgumentParser) -> None:
     """Add the ``allocate`` subcommand to ``commands`` (errors go through ``parser``)."""
     from aihwkit_slicing.integration.noise_models import NOISE_MODELS
-    from aihwkit_slicing.experiments.tasks import TASKS
 
     allocate = commands.add_parser(
         "allocate", help="choose a table per layer under an average device budget",
@@ -45,8 +45,7 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
         "--assignment'.",
     )
     allocate.error = parser.error  # type: ignore[method-assign]
-    allocate.add_argument("--model", default="digits",
-                          help=f"the task: {', '.join(TASKS)} (default digits)")
+    allocate.add_argument("--model", default="digits", help=model_help())
     allocate.add_argument("--budget", required=True,
                           help="devices per weight allowed, averaged over all weights, e.g. 6")
     allocate.add_argument("--times", default="86400,31536000",
@@ -54,8 +53,7 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
                           "(default: 1 day and 1 year)")
     allocate.add_argument("--candidates", default=None,
                           help="comma-separated table names to choose from (see "
-                          "'aihwkit-slicing tables' and "
-                          "aihwkit_slicing.design.candidates.CANDIDATES); "
+                          "'aihwkit-slicing tables'); "
                           "default: 1 pair of 33 levels; binary significance on 2, 3 and 4 "
                           "pairs (33, 17, 5 levels per device); equal significance on 6 and 8 "
                           "pairs (33 levels); each level encoded as errs least under the "
@@ -78,6 +76,11 @@ def add_allocate_parser(commands: argparse._SubParsersAction,  # pylint: disable
                           help="the JSON file to write (default: assignment.json)")
     allocate.add_argument("--threads", default=None,
                           help="torch threads (default: torch's own setting)")
+    allocate.add_argument("--no-cache", action="store_true",
+                          help="tune the default candidates afresh instead of reusing the "
+                          "encodings kept from an earlier run (kept in "
+                          "$AIHWKIT_SLICING_CACHE, else ~/.cache/aihwkit-slicing; "
+                          "AIHWKIT_SLICING_CACHE=off keeps none)")
     allocate.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -92,11 +95,11 @@ def _budget(text: str) -> float:
     return value
 
 
-def _candidates(args: argparse.Namespace) -> Optional[dict]:
+def _candidates(args: argparse.Namespace, times: list, seed: int) -> Optional[dict]:
     """Display name -> table spec, from --candidates and --candidate-file (None: the
-    default candidates)."""
-    from aihwkit_slicing.design.candidates import CANDIDATES, candidate_specs
-    from aihwkit_slicing.integration.catalog import known_names
+    default candidates); tuned default candidates named are tuned for --noise-model at
+    --times."""
+    from aihwkit_slicing.design.candidates import candidate_specs, table_names
     from aihwkit_slicing.core.table_files import load_table
 
     if args.candidates is None and not args.candidate_file:
@@ -104,7 +107,7 @@ def _candidates(args: argparse.Namespace) -> Optional[dict]:
     names = [name.strip() for name in (args.candidates or "").split(",") if name.strip()]
     if args.candidates is not None and not names:
         raise UsageError("--candidates names no table")
-    known = known_names() + list(CANDIDATES)
+    known = table_names()
     for name in names:
         if name not in known:
             raise UsageError(f"--candidates: unknown table {name!r}; known tables: "
@@ -116,7 +119,8 @@ def _candidates(args: argparse.Namespace) -> Optional[dict]:
         except ValueError as error:
             raise UsageError(f"--candidate-file {error}") from None
     try:
-        return candidate_specs(candidates)
+        return candidate_specs(candidates, args.noise_model, times, seed,
+                               cache=not args.no_cache)
     except ValueError as error:
         raise UsageError(str(error)) from None
 
@@ -137,7 +141,7 @@ def run_allocate_command(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown noise model {args.noise_model!r}; choose one of "
                          f"{', '.join(NOISE_MODELS)}")
     threads = positive_int("--threads", args.threads, 1)
-    specs = _candidates(args)
+    specs = _candidates(args, times, seed)
     cheapest = 2 * min(DEFAULT_PAIRS) if specs is None else min(
         devices_per_weight(make_converter(spec)) for spec in specs.values())
     if budget < cheapest:
@@ -154,7 +158,7 @@ def run_allocate_command(args: argparse.Namespace) -> int:
             task.model, specs, budget, noise_model=args.noise_model, times=times,
             repeats=repeats, seed=seed, compensation=not args.no_compensation,
             quiet=args.quiet, name=out.stem, threads=threads, noise_aware=args.noise_aware,
-            **measurement_for(task))
+            cache=not args.no_cache, **measurement_for(task))
     except ValueError as error:
         raise UsageError(str(error)) from None
     try:

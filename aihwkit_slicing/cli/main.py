@@ -5,13 +5,20 @@
   prints the summary and writes ``results.csv`` (appended as units finish),
   ``sweep.json`` and ``<metric>_vs_time.png`` to ``--out``; ``--resume`` continues an
   interrupted sweep, ``--workers``/``--scheduler`` run it on Dask.
-* ``aihwkit-slicing tables``: lists the built-in tables; ``aihwkit-slicing tables NAME``
-  shows one (devices, significances, levels and their encodings), ``--json`` prints it
-  in the format ``sweep --table-file`` reads.
+* ``aihwkit-slicing tables``: lists every table name the commands accept; ``tables
+  NAME`` shows one, ``tables FILE.json`` checks a table file and shows it (see
+  :mod:`aihwkit_slicing.cli.tables`).
 * ``aihwkit-slicing allocate``: a table per layer under an average device budget,
   written as JSON for ``sweep --assignment`` (see :mod:`aihwkit_slicing.cli.allocate`).
 * ``aihwkit-slicing frontier``: every slicing family at every device count, in one
   sweep (see :mod:`aihwkit_slicing.cli.frontier`).
+* ``aihwkit-slicing layers``: the layers a sweep makes analog, by the names
+  ``--layer-tables`` and assignments match (see :mod:`aihwkit_slicing.cli.layers`).
+* ``aihwkit-slicing plot``: redraws a results folder's figure for any metric (see
+  :mod:`aihwkit_slicing.cli.plot`).
+
+``--model`` takes a bundled task (``digits``, ``minilm``) or a function of the user's
+returning a ``Task``: ``package.module:factory`` or ``path/to/file.py:factory``.
 
 Bad input gets one line on stderr and exit status 2; no traceback. Ctrl-C stops a
 sweep with one line saying what was kept (exit status 130).
@@ -31,6 +38,7 @@ from aihwkit_slicing.cli.parsing import (
     UsageError,
     check_model,
     load_model,
+    model_help,
     parse_times,
     positive_int,
 )
@@ -48,14 +56,16 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     from aihwkit_slicing.cli.allocate import add_allocate_parser
     from aihwkit_slicing.cli.frontier import add_frontier_parser
+    from aihwkit_slicing.cli.layers import add_layers_parser
+    from aihwkit_slicing.cli.plot import add_plot_parser
+    from aihwkit_slicing.cli.tables import add_tables_parser
     from aihwkit_slicing.integration.noise_models import NOISE_MODELS
     from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
     from aihwkit_slicing.core.scaling import SCALE_RULES
-    from aihwkit_slicing.experiments.tasks import TASKS
 
     parser = _Parser(prog="aihwkit-slicing", description="Quantized weight slicing for aihwkit.")
     commands = parser.add_subparsers(dest="command",
-                                     metavar="{sweep,tables,allocate,frontier}")
+                                     metavar="{sweep,tables,allocate,layers,plot,frontier}")
     commands.required = True
 
     sweep = commands.add_parser(
@@ -66,9 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.error = parser.error  # type: ignore[method-assign]
     what = sweep.add_argument_group("what to sweep")
-    what.add_argument("--model", default="digits",
-                      help=f"the task: {', '.join(TASKS)} (default digits; minilm needs the "
-                      "extra 'minilm')")
+    what.add_argument("--model", default="digits", help=model_help())
     what.add_argument("--tables", default=None,
                       help="comma-separated table names (see 'aihwkit-slicing tables'); "
                       "default: the default sweep, unless tables come from files")
@@ -130,12 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also print every table's paired difference to this one "
                         "(same repeats, common random numbers) with its 95%% t-interval")
 
-    tables = commands.add_parser("tables", help="list the built-in tables, or show one")
-    tables.error = parser.error  # type: ignore[method-assign]
-    tables.add_argument("name", nargs="?", help="a table to show in full")
-    tables.add_argument("--json", action="store_true",
-                        help="print the table as JSON (the format --table-file reads)")
+    add_tables_parser(commands, parser)
     add_allocate_parser(commands, parser)
+    add_layers_parser(commands, parser)
+    add_plot_parser(commands, parser)
     add_frontier_parser(commands, parser)
     return parser
 
@@ -158,8 +164,9 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
     import json
 
     from aihwkit_slicing.design.assignment import TableAssignment
+    from aihwkit_slicing.design.candidates import named_spec
     from aihwkit_slicing.digital.spec import DigitalSlicing
-    from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, known_names
+    from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP
     from aihwkit_slicing.core.table_files import load_table
 
     tables: dict = {}
@@ -175,18 +182,22 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
         t.strip() for t in (args.tables or "").split(",") if t.strip()]
     if args.tables is not None and not names:
         raise UsageError("--tables names no table")
+
+    def spec_of(name: str, option: str) -> object:
+        """A known name as it is; a tuned default candidate tuned for the noise model."""
+        try:
+            return named_spec(name, args.noise_model)
+        except ValueError as error:
+            raise UsageError(f"{option}: {error}") from None
+
     for name in names:
         if name.startswith("digital-"):  # digitally summed slicing, e.g. digital-2-equal
             try:
                 add(name, DigitalSlicing.from_name(name), "--tables")
             except ValueError as error:
-                raise UsageError(str(error)) from None
+                raise UsageError(f"--tables: {error}") from None
             continue
-        if name not in known_names():
-            raise UsageError(f"unknown table {name!r}; known tables: {', '.join(known_names())}"
-                             "; digitally summed: digital-<slices>-<equal|base|binary>"
-                             "[-<levels>]")
-        add(name, name, "--tables")
+        add(name, spec_of(name, "--tables"), "--tables")
     for path in args.table_file:
         try:
             table = load_table(path)
@@ -199,10 +210,7 @@ def _sweep_tables(args: argparse.Namespace) -> dict:
             pattern, sep, table = item.partition("=")
             if not sep or not pattern.strip() or not table.strip():
                 raise UsageError(f"--layer-tables takes 'PATTERN=TABLE,...', got {item!r}")
-            if table.strip() not in known_names():
-                raise UsageError(f"unknown table {table.strip()!r} in --layer-tables; known "
-                                 f"tables: {', '.join(known_names())}")
-            rules.append((pattern.strip(), table.strip()))
+            rules.append((pattern.strip(), spec_of(table.strip(), "--layer-tables")))
         add(text, TableAssignment(rules, name=text), "--layer-tables")
     for path in args.assignment:
         try:
@@ -224,6 +232,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     from aihwkit_slicing.experiments.sweep import SweepInterrupted, run_sweep
 
     check_model(args.model)
+    if args.noise_model not in NOISE_MODELS:
+        raise UsageError(f"unknown noise model {args.noise_model!r}; choose one of "
+                         f"{', '.join(NOISE_MODELS)}")
     tables = _sweep_tables(args)
     if args.baseline is not None and args.baseline not in tables:
         raise UsageError(f"--baseline {args.baseline!r} is not a swept table (tables: "
@@ -239,9 +250,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         percentile = float(args.percentile)
     except ValueError:
         raise UsageError(f"--percentile must be a number, got {args.percentile!r}") from None
-    if args.noise_model not in NOISE_MODELS:
-        raise UsageError(f"unknown noise model {args.noise_model!r}; choose one of "
-                         f"{', '.join(NOISE_MODELS)}")
     if noise_aware and args.scale != "mse":
         raise UsageError(f"--noise-aware needs --scale mse, got --scale {args.scale}")
     _check_device(args.device)
@@ -301,37 +309,6 @@ def _check_device(text: str) -> None:
         raise UsageError(f"--device must be cpu, cuda or cuda:N, got {text!r}")
 
 
-def run_tables_command(args: argparse.Namespace) -> int:
-    import json
-
-    from aihwkit_slicing.integration.catalog import BASELINES, TABLES
-
-    if args.name is None:
-        if args.json:
-            print(json.dumps({name: t.to_dict() for name, t in TABLES.items()}, indent=1))
-            return 0
-        print(f"{'name':<16s} {'pairs':>5s} {'devices':>7s} {'levels':>6s}  significances")
-        for name, table in TABLES.items():
-            print(f"{name:<16s} {table.n_pairs:>5d} {table.n_devices:>7d} "
-                  f"{table.n_levels:>6d}  [{', '.join(f'{f:g}' for f in table.f_lst)}]")
-        print("\naihwkit baselines (continuous): " + ", ".join(BASELINES))
-        return 0
-    if args.name in BASELINES:
-        if args.json:
-            raise UsageError(f"{args.name} is aihwkit's continuous converter, not a table; "
-                             "it has no JSON form")
-        print(f"{args.name}: {BASELINES[args.name]()} (aihwkit's continuous converter)")
-        return 0
-    if args.name not in TABLES:
-        raise UsageError(f"unknown table {args.name!r}; known tables: "
-                         f"{', '.join(list(TABLES) + list(BASELINES))}")
-    if args.json:
-        print(json.dumps(TABLES[args.name].to_dict(), indent=1))
-    else:
-        print(TABLES[args.name].describe())
-    return 0
-
-
 def _one_line_warning(message: Any, category: Any, filename: str, lineno: int,
                       line: Optional[str] = None) -> str:
     """Warnings on the command line: one line, no source location."""
@@ -355,6 +332,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from aihwkit_slicing.cli.frontier import run_frontier_command
 
             return run_frontier_command(args)
+        if args.command == "layers":
+            from aihwkit_slicing.cli.layers import run_layers_command
+
+            return run_layers_command(args)
+        if args.command == "plot":
+            from aihwkit_slicing.cli.plot import run_plot_command
+
+            return run_plot_command(args)
+        from aihwkit_slicing.cli.tables import run_tables_command
+
         return run_tables_command(args)
     except UsageError as error:
         print(f"aihwkit-slicing: error: {error}", file=sys.stderr)

@@ -36,19 +36,39 @@ def parse_times(option: str, text: str) -> list:
                          if option != "--times" else str(error)) from None
 
 
-def check_model(name: str) -> None:
-    """Raise :class:`UsageError` unless ``name`` is a registered task (``--model``)."""
+#: What ``--model`` takes, for the help of every command that has it.
+MODEL_HELP = ("the task: {names} (default digits; minilm needs the extra 'minilm'), or a "
+              "function of your own returning a Task, as MODULE:FACTORY "
+              "('mypackage.tasks:make_task') or FILE.py:FACTORY ('tasks.py:make_task')")
+
+
+def model_help() -> str:
+    """The help text of ``--model``."""
     from aihwkit_slicing.experiments.tasks import TASKS
 
-    if name not in TASKS:
-        raise UsageError(f"unknown model {name!r}; choose one of {', '.join(TASKS)}")
+    return MODEL_HELP.format(names=", ".join(TASKS))
+
+
+def check_model(name: str) -> None:
+    """Raise :class:`UsageError` unless ``name`` can name a task (``--model``): a
+    registered one, or ``MODULE:FACTORY`` / ``FILE.py:FACTORY`` (imported later, by
+    :func:`load_model`)."""
+    from aihwkit_slicing.experiments.tasks import check_source
+
+    try:
+        check_source(name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def load_model(name: str) -> Any:
-    """The task ``name`` (``--model``); a missing optional extra is a :class:`UsageError`."""
-    from aihwkit_slicing.experiments.tasks import load_task
+    """The task ``name`` (``--model``); a missing optional extra or a factory of the
+    user's that cannot be loaded is a :class:`UsageError` naming ``--model``."""
+    from aihwkit_slicing.experiments.tasks import TaskLoadError, load_task
 
     try:
         return load_task(name)
-    except ImportError as error:
+    except TaskLoadError as error:
+        raise UsageError(f"--model {error.source}: {error.reason}") from None
+    except (ImportError, ValueError) as error:
         raise UsageError(str(error)) from None

@@ -1,6 +1,7 @@
 """Builders of common programming tables: the seed table, bit-sliced (positional) tables,
 equal significance, a single multi-level pair, and tables from measured device levels
-(microsiemens); :func:`builtin_tables` names the ones the command line knows.
+(microsiemens); :func:`builtin_tables` and :func:`candidate_tables` name the ones the
+command line knows.
 """
 
 from __future__ import annotations
@@ -289,7 +290,7 @@ def from_device_levels(
 
 
 def builtin_tables() -> Dict[str, ProgrammingTable]:
-    """The named tables the command line and the default sweep know."""
+    """The named tables of the README and the default sweep (small: tests run every one)."""
     tables = [
         seed_table(),
         single_pair(4, name="1x4lvl"),
@@ -301,3 +302,21 @@ def builtin_tables() -> Dict[str, ProgrammingTable]:
         equal_significance(4, 16, columns="fill", name="4x16lvl-fill"),
     ]
     return {t.name: t for t in tables}
+
+
+def candidate_tables() -> Dict[str, ProgrammingTable]:
+    """Named tables of 2 to 16 devices an allocation chooses from, besides
+    :func:`builtin_tables` (the plain forms of the allocation's default candidates).
+
+    ``"1x33lvl"`` (one pair of 33 levels), ``"<P>x33lvl-fill"`` (equal significance,
+    pairs filled one after the other, P = 2, 3, 4, 6, 8) and the table optimizer's
+    binary-significance picks ``"2x33lvl-binary"``, ``"3x17lvl-binary"`` (the README's
+    best uniform table of 6 devices) and ``"4x5lvl-binary"``.
+    """
+    tables = [single_pair(33, name="1x33lvl")]
+    tables += [equal_significance(p, 33, columns="fill", name=f"{p}x33lvl-fill")
+               for p in (2, 3, 4, 6, 8)]
+    tables += [bit_sliced(2, 33, significance=[1, 2], name="2x33lvl-binary"),
+               bit_sliced(3, 17, significance=[1, 2, 4], name="3x17lvl-binary"),
+               bit_sliced(4, 5, significance=[1, 2, 4, 8], name="4x5lvl-binary")]
+    return {table.name: table for table in tables}

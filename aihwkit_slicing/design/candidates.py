@@ -1,7 +1,8 @@
 """Candidate tables of an allocation: the default ones (binary significance on 2 to 4 pairs,
 equal significance beyond, every level encoded as errs least under the noise model:
-:func:`tuned_table`), plain named candidates (:data:`CANDIDATES`), and how the candidates
-a user names become table specs (:func:`candidate_specs`).
+:func:`tuned_table`, cached by :mod:`aihwkit_slicing.design.tuning_cache`), plain named
+candidates (:data:`CANDIDATES`), and how the candidates a user names become table specs
+(:func:`candidate_specs`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,16 @@ from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
 import torch
 
 
-from aihwkit_slicing.integration.catalog import TableSpec, known_names
+from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
+from aihwkit_slicing.integration.catalog import CANDIDATE_TABLES, TableSpec, known_names
+from aihwkit_slicing.integration.noise_models import build_noise_model
 from aihwkit_slicing.design.encodings import column_errors
+from aihwkit_slicing.design.tuning_cache import (
+    load_encoding,
+    noise_identity,
+    store_encoding,
+    tuning_key,
+)
 from aihwkit_slicing.core.builders import bit_sliced, equal_significance, single_pair
 from aihwkit_slicing.core.tables import ProgrammingTable
 from aihwkit_slicing.core.validation import validate_times
@@ -41,28 +50,19 @@ DEFAULT_PAIRS: Tuple[int, ...] = tuple(pairs for pairs, _, _ in DEFAULT_CANDIDAT
 DEFAULT_DEVICE_LEVELS = 33
 
 
-def _candidate_tables() -> Dict[str, ProgrammingTable]:
-    """Plain candidate tables by name: equal significance (pairs filled one after the
-    other) and binary significance, for 2 to 16 devices."""
-    tables = [single_pair(33, name="1x33lvl")]
-    tables += [equal_significance(p, 33, columns="fill", name=f"{p}x33lvl-fill")
-               for p in DEFAULT_PAIRS[1:]]
-    tables += [bit_sliced(2, 33, significance=[1, 2], name="2x33lvl-binary"),
-               bit_sliced(3, 17, significance=[1, 2, 4], name="3x17lvl-binary"),
-               bit_sliced(4, 5, significance=[1, 2, 4, 8], name="4x5lvl-binary")]
-    return {table.name: table for table in tables}
-
-
 #: Plain candidate tables by name (besides :data:`aihwkit_slicing.integration.catalog.TABLES`):
 #: ``"1x33lvl"``, ``"<P>x33lvl-fill"`` (equal significance, P = 2, 3, 4, 6, 8) and the
 #: table optimizer's binary-significance picks ``"2x33lvl-binary"``,
-#: ``"3x17lvl-binary"``, ``"4x5lvl-binary"``.
-CANDIDATES: Dict[str, ProgrammingTable] = _candidate_tables()
+#: ``"3x17lvl-binary"``, ``"4x5lvl-binary"``. The same dict as
+#: :data:`~aihwkit_slicing.integration.catalog.CANDIDATE_TABLES`: every command and
+#: sweep knows these names.
+CANDIDATES: Dict[str, ProgrammingTable] = CANDIDATE_TABLES
 
 
 def tuned_table(n_pairs: int, noise_model: Any = "pcm", times: Sequence[float] = DEFAULT_TIMES,
                 levels_per_device: int = DEFAULT_DEVICE_LEVELS, n_samples: int = 1000,
-                seed: int = 0, significance: str = "equal") -> ProgrammingTable:
+                seed: int = 0, significance: str = "equal", cache: bool = True
+                ) -> ProgrammingTable:
     """Sliced pairs, each level programmed the way that errs least.
 
     ``significance="equal"``: ``equal_significance(n_pairs, levels_per_device,
@@ -83,69 +83,134 @@ def tuned_table(n_pairs: int, noise_model: Any = "pcm", times: Sequence[float] =
         n_samples: Monte Carlo cells per column and time.
         seed: seed of the Monte Carlo.
         significance: ``"equal"`` or ``"binary"``.
+        cache: keep the chosen encodings, and use those kept, in this process and on
+            disk (keyed by the table, the noise model's settings, ``times``,
+            ``n_samples``, ``seed`` and the aihwkit and torch releases; see
+            :mod:`aihwkit_slicing.design.tuning_cache`): the same table as a fresh
+            Monte Carlo, without its minute for a 3-pair binary table. False: always
+            simulate, keep nothing.
 
     Returns:
         The table, named ``"<n_pairs>x<levels>lvl-tuned"`` (equal) or
         ``"<n_pairs>x<levels>lvl-binary-tuned"``.
     """
-    if significance not in ("equal", "binary"):
-        raise ValueError(f"significance must be 'equal' or 'binary', got {significance!r}")
-    kind = "" if significance == "equal" else "binary-"
-    name = f"{n_pairs}x{levels_per_device}lvl-{kind}tuned"
+    table = untuned_table(n_pairs, levels_per_device, significance)
     if n_pairs == 1:
-        return single_pair(levels_per_device, name=name)
-    if significance == "binary":
-        table = bit_sliced(n_pairs, levels_per_device,
-                           significance=[float(2**k) for k in range(n_pairs)], name=name)
-    else:
-        table = equal_significance(n_pairs, levels_per_device, columns="fill+spread",
-                                   name=name)
+        return table
     times = times_list(times)
+    identity = noise_identity(build_noise_model(
+        noise_model, QuantizedSlicedConductanceConverter.from_table(table))) if cache else None
+    parts = {"table": repr(table.key), "noise_model": identity, "times": times,
+             "n_samples": int(n_samples), "seed": int(seed)}
+    key = tuning_key(parts) if identity is not None else None
+    if key is not None:
+        kept = load_encoding(key)
+        if kept is not None:
+            try:
+                return table.with_encodings(kept)
+            except (ValueError, TypeError, IndexError):
+                pass  # a file that does not fit this table: simulate and rewrite it
     with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
         mse = sum(column_errors(table, noise_model, t, None, n_samples, seed + index)["mse"]
                   for index, t in enumerate(times))
     chosen = [min(columns, key=lambda c: (float(mse[c]), c)) for columns in table.encodings]
+    if key is not None:
+        store_encoding(key, parts, [int(c) for c in chosen])
     return table.with_encodings(chosen)
 
 
+def tuned_name(n_pairs: int, levels_per_device: int, significance: str) -> str:
+    """The name of a :func:`tuned_table`: ``"3x17lvl-binary-tuned"``, ``"6x33lvl-tuned"``."""
+    kind = "" if significance == "equal" else "binary-"
+    return f"{n_pairs}x{levels_per_device}lvl-{kind}tuned"
+
+
+def untuned_table(n_pairs: int, levels_per_device: int, significance: str
+                  ) -> ProgrammingTable:
+    """What :func:`tuned_table` chooses encodings in (every encoding of every level),
+    under its name."""
+    if significance not in ("equal", "binary"):
+        raise ValueError(f"significance must be 'equal' or 'binary', got {significance!r}")
+    name = tuned_name(n_pairs, levels_per_device, significance)
+    if n_pairs == 1:
+        return single_pair(levels_per_device, name=name)
+    if significance == "binary":
+        return bit_sliced(n_pairs, levels_per_device,
+                          significance=[float(2**k) for k in range(n_pairs)], name=name)
+    return equal_significance(n_pairs, levels_per_device, columns="fill+spread", name=name)
+
+
+#: The default candidates by name (``"1x33lvl-tuned"``, ``"2x33lvl-binary-tuned"``,
+#: ``"3x17lvl-binary-tuned"``, ...): tables whose encodings are tuned when used, for the
+#: noise model at hand (:func:`named_spec`).
+TUNED_CANDIDATES: Dict[str, Tuple[int, int, str]] = {
+    tuned_name(*candidate): candidate for candidate in DEFAULT_CANDIDATES}
+
+
+def table_names() -> List[str]:
+    """Every table name the commands accept: :func:`~aihwkit_slicing.integration.catalog.
+    known_names` and the tuned default candidates (:data:`TUNED_CANDIDATES`)."""
+    return known_names() + list(TUNED_CANDIDATES)
+
+
+def named_spec(name: str, noise_model: Any = "pcm", times: Sequence[float] = DEFAULT_TIMES,
+               seed: int = 0, cache: bool = True) -> TableSpec:
+    """The table spec of a name of :func:`table_names`: a known name as it is, a tuned
+    default candidate (``"3x17lvl-binary-tuned"``) as :func:`tuned_table` makes it for
+    ``noise_model`` at ``times`` (the allocation's default: 1 day and 1 year).
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+    """
+    if name in known_names():
+        return name
+    if name in TUNED_CANDIDATES:
+        pairs, levels, kind = TUNED_CANDIDATES[name]
+        return tuned_table(pairs, noise_model, times, levels, seed=seed, significance=kind,
+                           cache=cache)
+    raise ValueError(f"unknown table {name!r}; known tables: {', '.join(table_names())}")
+
+
 def default_candidates(noise_model: Any = "pcm", times: Sequence[float] = DEFAULT_TIMES,
-                       seed: int = 0, n_samples: int = 1000) -> List[ProgrammingTable]:
+                       seed: int = 0, n_samples: int = 1000, cache: bool = True
+                       ) -> List[ProgrammingTable]:
     """What :func:`~aihwkit_slicing.experiments.sensitivity.allocate_tables` chooses from
     by default: :func:`tuned_table` for each of :data:`DEFAULT_CANDIDATES` (2 to 16
     devices), tuned for ``noise_model`` at ``times`` with ``n_samples`` Monte Carlo cells
-    per column and time."""
-    return [tuned_table(pairs, noise_model, times, levels, n_samples, seed, kind)
+    per column and time (``cache``: see :func:`tuned_table`)."""
+    return [tuned_table(pairs, noise_model, times, levels, n_samples, seed, kind, cache)
             for pairs, levels, kind in DEFAULT_CANDIDATES]
 
 
 Candidate = Union[str, ProgrammingTable, Any]  # Any: an optimizer's OptimizationResult
 
 
-def candidate_specs(candidates: Union[None, Sequence[Candidate], Mapping[str, Candidate]]
-                    ) -> Dict[str, TableSpec]:
+def candidate_specs(candidates: Union[None, Sequence[Candidate], Mapping[str, Candidate]],
+                    noise_model: Any = "pcm", times: Sequence[float] = DEFAULT_TIMES,
+                    seed: int = 0, cache: bool = True) -> Dict[str, TableSpec]:
     """Display name -> table spec for the candidates of an allocation.
 
     Args:
-        candidates: table names (:func:`aihwkit_slicing.integration.catalog.known_names` or
-            :data:`CANDIDATES`), :class:`ProgrammingTable` objects, or results of
-            :func:`aihwkit_slicing.design.optimizer.optimize_table` (their table is used,
-            with the allocation's scaling); a sequence (names taken from the tables) or
-            a mapping of display name to candidate; None for :func:`default_candidates`
-            (for PCM at the default times).
+        candidates: table names (:func:`table_names`: tuned default candidates are tuned
+            for ``noise_model`` at ``times`` with ``seed``), :class:`ProgrammingTable`
+            objects, or results of :func:`aihwkit_slicing.design.optimizer.optimize_table`
+            (their table is used, with the allocation's scaling); a sequence (names taken
+            from the tables) or a mapping of display name to candidate; None for
+            :func:`default_candidates` (for ``noise_model`` at ``times``).
 
     Raises:
         ValueError: for no candidate, an unknown name or two candidates of one name.
         TypeError: for anything else.
     """
     if candidates is None:
-        candidates = default_candidates()
+        candidates = default_candidates(noise_model, times, seed, cache=cache)
     if isinstance(candidates, (str, ProgrammingTable)):
         candidates = [candidates]
     named = candidates.items() if isinstance(candidates, Mapping) else [
         (None, c) for c in candidates]
     specs: Dict[str, TableSpec] = {}
     for given_name, candidate in named:
-        spec = _spec_of(candidate)
+        spec = _spec_of(candidate, noise_model, times, seed, cache)
         name = given_name or (spec if isinstance(spec, str) else
                               spec.name or f"table-{spec.programmed_hash()[:8]}")
         if isinstance(spec, ProgrammingTable) and spec.name != name:
@@ -159,15 +224,14 @@ def candidate_specs(candidates: Union[None, Sequence[Candidate], Mapping[str, Ca
     return specs
 
 
-def _spec_of(candidate: Candidate) -> TableSpec:
+def _spec_of(candidate: Candidate, noise_model: Any, times: Sequence[float], seed: int,
+             cache: bool) -> TableSpec:
     """The spec of one candidate: a known name, or a table."""
     if isinstance(candidate, str):
-        if candidate in known_names():
-            return candidate
-        if candidate in CANDIDATES:
-            return CANDIDATES[candidate]
-        raise ValueError(f"candidates: unknown table {candidate!r}; known tables: "
-                         f"{', '.join(known_names() + list(CANDIDATES))}")
+        try:
+            return named_spec(candidate, noise_model, times_list(times), seed, cache)
+        except ValueError as error:
+            raise ValueError(f"candidates: {error}") from None
     if isinstance(candidate, ProgrammingTable):
         return candidate
     if isinstance(getattr(candidate, "table", None), ProgrammingTable):  # OptimizationResult

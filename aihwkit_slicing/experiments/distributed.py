@@ -6,10 +6,11 @@
 processes, and hands each finished unit's records back in the calling process (which
 alone writes the results file, so every record lands there exactly once).
 
-* Workers build the task from its name (:func:`aihwkit_slicing.experiments.tasks.load_task`, once
-  per worker process) instead of receiving the network through the scheduler; a task
-  of your own must be registered (:func:`aihwkit_slicing.experiments.tasks.register_task`) in a
-  module the workers import too.
+* Workers build the task from its source (a registered name, ``"package.module:factory"``
+  or ``"path/to/file.py:factory"``, see :func:`aihwkit_slicing.experiments.tasks.load_task`;
+  once per worker process) instead of receiving the network through the scheduler, and
+  refuse to run a unit if the network they built has other weights than the calling
+  process's (the plan's ``model_hash``): workers must find the same code and files.
 * A unit whose worker dies is run again elsewhere (``retries``).
 * Records do not depend on which worker ran a unit or when: each unit seeds itself
   (:func:`aihwkit_slicing.experiments.sweep_plan.stable_seed`).
@@ -81,13 +82,40 @@ def connect(address: str, timeout: float = CONNECT_TIMEOUT) -> Any:
                               f"{error.__class__.__name__}") from None
 
 
-def _task(name: str) -> Any:
-    """The task ``name``, built once per worker process."""
-    from aihwkit_slicing.experiments.tasks import load_task
+class OtherNetworkError(ValueError):
+    """A worker built a network with other weights than the sweep's."""
 
-    if name not in _TASKS:
-        _TASKS[name] = load_task(name)
-    return _TASKS[name]
+
+def worker_task(source: str, expected_hash: str) -> Any:
+    """The task ``source`` names, built once per worker process.
+
+    Raises:
+        OtherNetworkError: if its network's weights are not those the sweep was
+            planned with (another version of the code or the weights file on this
+            worker, or a factory that draws its weights at random).
+    """
+    from aihwkit_slicing.experiments.tasks import load_task
+    from aihwkit_slicing.integration.setting import model_hash
+
+    if source not in _TASKS:
+        task = load_task(source)
+        _TASKS[source] = (task, model_hash(task.model))
+    task, built = _TASKS[source]
+    if built != expected_hash:
+        raise OtherNetworkError(
+            f"a Dask worker built task {source!r} with other weights (model hash {built}, "
+            f"the sweep's {expected_hash}): workers must load the same code and weights "
+            "as the calling process, and a factory must not draw its weights at random")
+    return task
+
+
+def task_source(plan: Any) -> Optional[str]:
+    """How a worker builds ``plan``'s task: its source, else its name if registered."""
+    from aihwkit_slicing.experiments.tasks import TASKS
+
+    if plan.task_source is not None:
+        return plan.task_source
+    return plan.task if plan.task in TASKS else None
 
 
 def _run_unit_on_worker(plan: Any, setting: Any, repeat: int, threads: int
@@ -101,19 +129,24 @@ def _run_unit_on_worker(plan: Any, setting: Any, repeat: int, threads: int
         restore_malloc_thresholds()
         _MALLOC_TUNED = True
     torch.set_num_threads(threads)
-    return run_unit(_task(plan.task), plan, setting, repeat)
+    return run_unit(worker_task(task_source(plan), plan.model_hash), plan, setting, repeat)
 
 
 def start_local_cluster(workers: int) -> Any:
     """A local Dask cluster of ``workers`` processes, one thread each, no dashboard.
 
     The scheduler's HTTP server listens on a free port rather than 8787, so that two
-    sweeps on one machine do not contend for it (the second warned and moved).
+    sweeps on one machine do not contend for it (the second warned and moved). Dask's
+    own log lines stay quiet: a unit that fails raises its error in the calling process
+    (where the command line prints it as one line), which Dask's workers also logged
+    with a traceback, once per retry.
     """
+    import logging
+
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                        dashboard_address=None,
+                        dashboard_address=None, silence_logs=logging.CRITICAL,
                         scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
 
 
@@ -136,11 +169,11 @@ def run_units(plan: Any, units: Sequence[Tuple[Any, int]],
     """
     from distributed import Client, as_completed
 
-    from aihwkit_slicing.experiments.tasks import TASKS
-
-    if plan.task not in TASKS:
-        raise ValueError(f"task {plan.task!r} is not registered: Dask workers load tasks by "
-                         "name (aihwkit_slicing.experiments.tasks.register_task)")
+    if task_source(plan) is None:
+        raise ValueError(f"task {plan.task!r} was built by hand: Dask workers build a task "
+                         "from its source; give run_sweep the source (a registered name, "
+                         "'package.module:factory' or 'path/to/file.py:factory') or "
+                         "register it (aihwkit_slicing.experiments.tasks.register_task)")
     cluster = None
     if client is None:
         cluster = start_local_cluster(workers or 1)

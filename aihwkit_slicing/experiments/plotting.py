@@ -1,18 +1,22 @@
 """Pictures: sweep results against time, and the conductances of programmed devices.
 
-* :func:`plot_sweep` -- the main figure of a sweep: the metric against time (one
-  colour per table, solid with drift compensation, dashed without, a band of +-1
-  standard deviation over repeats) and the metric per table at 1 day and 1 year with
-  error bars;
+* :func:`plot_sweep` -- the main figure of a sweep, for any metric of its records: the
+  metric against time (one colour per table, solid with drift compensation, dashed
+  without, a band of the 95 % t-interval of the mean over repeats) and the metric per
+  table at 1 day and 1 year, best first, with the same intervals as error bars; a
+  caption states the noise model, drift compensation, scaling and mapping;
 * :func:`plot_metric_vs_time` -- the first panel alone, on given axes;
+* :func:`plot_metric_at_times` -- the second panel alone;
 * :func:`plot_conductances` -- per device of the unit cell, the histogram of the
   programmed (or drifted) conductances of a model's tiles, with the table's levels.
 
-Everything returns matplotlib objects and writes a PNG when given a path.
+Accuracies and weight errors are drawn in percent. Everything returns matplotlib
+objects and writes a PNG when given a path.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -20,13 +24,20 @@ import torch
 from torch import nn
 
 from aihwkit_slicing.core.device_state import state_of
-from aihwkit_slicing.experiments.results import SweepResult, format_time
+from aihwkit_slicing.experiments.results import (
+    WEIGHT_METRICS,
+    SweepResult,
+    format_time,
+    scaling_note,
+)
 
 #: Marked on the time axis, in seconds.
 TIME_TICKS = [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0, 315360000.0]
 TIME_LABELS = ["1 s", "1 h", "1 day", "1 month", "1 year", "10 years"]
 #: The times of the second panel (when swept), in seconds.
 PANEL_TIMES = [86400.0, 31536000.0]
+#: Confidence level of the bands and error bars: a t-interval of the mean over repeats.
+LEVEL = 0.95
 
 
 def _pyplot(path: Any, ax: Any) -> Any:
@@ -39,10 +50,63 @@ def _pyplot(path: Any, ax: Any) -> Any:
     return plt
 
 
-def _lines(result: SweepResult) -> Dict[Tuple[str, Any], List[Dict[str, Any]]]:
+def t_interval(row: Dict[str, Any], level: float = LEVEL) -> Optional[float]:
+    """Half-width of the ``level`` t-interval of a summary row's mean over its repeats
+    (Student's t with ``repeats - 1`` degrees of freedom); None for one repeat."""
+    from scipy import stats
+
+    n = int(row["repeats"])
+    if n < 2:
+        return None
+    return float(stats.t.ppf(0.5 + level / 2, n - 1)) * row["value_std"] / math.sqrt(n)
+
+
+def display_scale(metric: str) -> Tuple[float, str]:
+    """The factor a metric is drawn with and its axis label: accuracies and the weight
+    errors (fractions) in percent, anything else as recorded."""
+    if metric in WEIGHT_METRICS:
+        return 100.0, f"{metric.replace('_', ' ')} (% of max|w|)"
+    if "accuracy" in metric:
+        return 100.0, f"{metric} (%)"
+    return 1.0, metric
+
+
+def interval_note(result: SweepResult, metric: Optional[str] = None,
+                  level: float = LEVEL) -> str:
+    """What the bands and error bars are, e.g. ``"95 % t-interval of the mean over 3
+    repeats"``."""
+    counts = sorted({int(r["repeats"]) for r in result.summary(metric)})
+    if not counts or counts[-1] < 2:
+        return "one repeat: no interval"
+    span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return f"{100 * level:g} % t-interval of the mean over {span} repeats"
+
+
+def setting_caption(result: SweepResult, metric: Optional[str] = None) -> str:
+    """One line saying what was simulated: noise model, drift compensation, scaling of
+    quantized tables, aihwkit's weight mapping and the peripherals."""
+    rows = result.summary(metric)
+
+    def values(key: str) -> List[Any]:
+        return list(dict.fromkeys(r.get(key) for r in rows))
+
+    compensation = values("compensation")
+    if len(compensation) > 1:
+        drift = "global drift compensation (solid) and none (dashed)"
+    else:
+        drift = "global drift compensation" if compensation and compensation[0] else \
+            "no drift compensation"
+    mapping = ", ".join("per-column" if m == "column" else "per-tensor"
+                        for m in values("mapping"))
+    return (f"noise model {', '.join(map(str, values('noise_model')))}; {drift}; scaling of "
+            f"quantized tables: {scaling_note(rows)}; {mapping} weight mapping; "
+            f"{', '.join(map(str, values('peripherals')))} peripherals")
+
+
+def _lines(result: SweepResult, metric: str) -> Dict[Tuple[str, Any], List[Dict[str, Any]]]:
     """Summary rows grouped by (table, compensation), in first-seen order."""
     lines: Dict[Tuple[str, Any], List[Dict[str, Any]]] = {}
-    for row in result.summary():
+    for row in result.summary(metric):
         lines.setdefault((row["table"], row["compensation"]), []).append(row)
     return lines
 
@@ -54,48 +118,59 @@ def _devices(row: Dict[str, Any]) -> str:
 
 
 def plot_metric_vs_time(result: SweepResult, path: Union[str, Path, None] = None,
-                        ax: Any = None, title: Optional[str] = None) -> Any:
-    """The main metric against time after programming (log axis), one line per table.
+                        ax: Any = None, title: Optional[str] = None,
+                        metric: Optional[str] = None, level: float = LEVEL) -> Any:
+    """A metric (default: the main one) against time after programming (log axis), one
+    line per table.
 
     One colour per table; solid lines with drift compensation, dashed without; the
-    shaded band is +-1 standard deviation over repeats; the dotted black line is the
-    floating-point network. The legend gives each table's devices per weight.
-    Saves a PNG to ``path`` if given. Returns the axes.
+    shaded band is the ``level`` t-interval of the mean over repeats (none for one
+    repeat); the dotted black line is the floating-point network. The legend gives
+    each table's devices per weight; the title says what was simulated (noise model,
+    compensation, scaling, mapping). Saves a PNG to ``path`` if given. Returns the
+    axes.
     """
+    metric = result.check_metric(metric)
+    factor, label = display_scale(metric)
     plt = _pyplot(path, ax)
     own_figure = ax is None
     if own_figure:
-        fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    lines = _lines(result)
+        fig, ax = plt.subplots(figsize=(7.5, 5))
+    lines = _lines(result, metric)
     tables = list(dict.fromkeys(table for table, _ in lines))
     colours = {t: f"C{i % 10}" for i, t in enumerate(tables)}
     both = len({comp for _, comp in lines}) > 1
     for (table, comp), points in lines.items():
         points.sort(key=lambda r: r["t_inference"])
         t = [max(p["t_inference"], 0.1) for p in points]
-        mean = [p["value_mean"] for p in points]
-        std = [p["value_std"] for p in points]
-        label = f"{table} ({_devices(points[0])})"
+        mean = [factor * p["value_mean"] for p in points]
+        label_line = f"{table} ({_devices(points[0])})"
         if both:
-            label += ", compensated" if comp else ", not compensated"
+            label_line += ", compensated" if comp else ", not compensated"
         ax.plot(t, mean, marker="o", markersize=3, color=colours[table],
-                linestyle="-" if comp else "--", label=label)
-        ax.fill_between(t, [m - s for m, s in zip(mean, std)],
-                        [m + s for m, s in zip(mean, std)], color=colours[table], alpha=0.15,
-                        linewidth=0)
-    reference = result.reference.get(result.metric)
+                linestyle="-" if comp else "--", label=label_line)
+        half = [t_interval(p, level) for p in points]
+        if all(h is not None for h in half):
+            ax.fill_between(t, [m - factor * h for m, h in zip(mean, half)],
+                            [m + factor * h for m, h in zip(mean, half)],
+                            color=colours[table], alpha=0.15, linewidth=0)
+    reference = result.reference.get(metric)
     if reference is not None:
-        ax.axhline(reference, color="black", linestyle=":", label="floating point")
+        ax.axhline(factor * reference, color="black", linestyle=":", label="floating point")
     ax.fill_between([], [], [], color="grey", alpha=0.15,
-                    label=f"+-1 std over {_repeats(result)} repeats")
+                    label=f"band: {interval_note(result, metric, level)}")
     ax.set_xscale("log")
     shown = [i for i, tick in enumerate(TIME_TICKS)
              if min(result.times or [1.0]) / 3 <= tick <= max(result.times or [1.0]) * 3]
     ax.set_xticks([TIME_TICKS[i] for i in shown], [TIME_LABELS[i] for i in shown])
     ax.minorticks_off()
     ax.set_xlabel("time after programming")
-    ax.set_ylabel(result.metric)
-    ax.set_title(title or f"{result.task}: {result.metric} under drift")
+    direction = "higher" if result.higher_is_better(metric) else "lower"
+    ax.set_ylabel(f"{label}, {direction} is better")
+    heading = title or f"{result.task}: {metric} under drift"
+    if own_figure:
+        heading += "\n" + _wrapped(setting_caption(result, metric), 90)
+    ax.set_title(heading, fontsize="medium" if own_figure else None)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     if own_figure:
@@ -103,45 +178,48 @@ def plot_metric_vs_time(result: SweepResult, path: Union[str, Path, None] = None
     return ax
 
 
-def _repeats(result: SweepResult) -> int:
-    rows = result.summary()
-    return max((r["repeats"] for r in rows), default=0)
-
-
 def plot_metric_at_times(result: SweepResult, times: Sequence[float] = PANEL_TIMES,
-                         ax: Any = None, path: Union[str, Path, None] = None) -> Any:
-    """The metric per table at a few times, as points with +-1 std error bars.
+                         ax: Any = None, path: Union[str, Path, None] = None,
+                         metric: Optional[str] = None, level: float = LEVEL) -> Any:
+    """A metric (default: the main one) per table at a few times, with error bars of
+    the ``level`` t-interval of the mean over repeats (none for one repeat).
 
-    Tables are sorted by the metric at the last of ``times`` (best first). Times not
-    in the sweep are left out (the last swept time stands in if none is there).
+    Tables are sorted best first by the metric at the last of ``times`` (highest first,
+    lowest for lower-is-better metrics such as weight errors), as the title says. Times
+    not in the sweep are left out (the last swept time stands in if none is there).
     """
+    metric = result.check_metric(metric)
+    factor, label = display_scale(metric)
     plt = _pyplot(path, ax)
     own_figure = ax is None
     if own_figure:
         fig, ax = plt.subplots(figsize=(6, 4.5))
     times = [t for t in times if t in result.times] or result.times[-1:]
-    rows = [r for r in result.summary() if r["t_inference"] in times]
+    rows = [r for r in result.summary(metric) if r["t_inference"] in times]
     labels = list(dict.fromkeys((r["table"], r["compensation"]) for r in rows))
     last = {(r["table"], r["compensation"]): r["value_mean"] for r in rows
             if r["t_inference"] == times[-1]}
-    labels.sort(key=lambda key: -last.get(key, float("-inf")))
+    sign = -1.0 if result.higher_is_better(metric) else 1.0
+    labels.sort(key=lambda key: sign * last.get(key, -sign * float("inf")))
     both = len({comp for _, comp in labels}) > 1
     width = 0.8 / max(1, len(times))
     for i, t in enumerate(times):
         by_label = {(r["table"], r["compensation"]): r for r in rows if r["t_inference"] == t}
         xs = [j + (i - (len(times) - 1) / 2) * width for j in range(len(labels))]
-        ax.errorbar(xs, [by_label[k]["value_mean"] if k in by_label else float("nan")
+        half = [t_interval(by_label[k], level) if k in by_label else None for k in labels]
+        ax.errorbar(xs, [factor * by_label[k]["value_mean"] if k in by_label else float("nan")
                          for k in labels],
-                    yerr=[by_label[k]["value_std"] if k in by_label else 0.0 for k in labels],
+                    yerr=[factor * h if h is not None else 0.0 for h in half],
                     fmt="o", capsize=3, label=f"after {format_time(t)}")
     names = [table + ("" if not both else (" (comp.)" if comp else " (no comp.)"))
              for table, comp in labels]
     ax.set_xticks(range(len(labels)), names, rotation=30, ha="right", fontsize="small")
-    reference = result.reference.get(result.metric)
+    reference = result.reference.get(metric)
     if reference is not None:
-        ax.axhline(reference, color="black", linestyle=":", label="floating point")
-    ax.set_ylabel(f"{result.metric} (mean +- 1 std)")
-    ax.set_title("per table, best first")
+        ax.axhline(factor * reference, color="black", linestyle=":", label="floating point")
+    ax.set_ylabel(f"{label}\n(mean; bars: {interval_note(result, metric, level)})",
+                  fontsize="small")
+    ax.set_title(f"per table, best first at {format_time(times[-1])}")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     if own_figure:
@@ -149,18 +227,33 @@ def plot_metric_at_times(result: SweepResult, times: Sequence[float] = PANEL_TIM
     return ax
 
 
-def plot_sweep(result: SweepResult, path: Union[str, Path, None] = None) -> Any:
-    """The sweep's figure: metric against time, and per table at 1 day and 1 year.
+def plot_sweep(result: SweepResult, path: Union[str, Path, None] = None,
+               metric: Optional[str] = None, level: float = LEVEL) -> Any:
+    """The sweep's figure for a metric (default: the main one): against time, and per
+    table at 1 day and 1 year; a caption states the setting (noise model, drift
+    compensation, scaling, mapping, peripherals) and what the intervals are.
 
     Saves a PNG to ``path`` if given. Returns the figure.
     """
+    metric = result.check_metric(metric)
     plt = _pyplot(path, None)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5),
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.6),
                                       gridspec_kw={"width_ratios": [1.5, 1]})
-    plot_metric_vs_time(result, ax=left)
-    plot_metric_at_times(result, ax=right)
-    _finish(plt, fig, path, close=False)
+    plot_metric_vs_time(result, ax=left, metric=metric, level=level)
+    plot_metric_at_times(result, ax=right, metric=metric, level=level)
+    fig.text(0.01, 0.01, _wrapped(f"{setting_caption(result, metric)}; bands and bars: "
+                                  f"{interval_note(result, metric, level)}", 170),
+             fontsize="small", va="bottom")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    if path is not None:
+        fig.savefig(path, dpi=120)
     return fig
+
+
+def _wrapped(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def _finish(plt: Any, fig: Any, path: Union[str, Path, None], close: bool = True) -> None:
@@ -176,7 +269,7 @@ def _finish(plt: Any, fig: Any, path: Union[str, Path, None], close: bool = True
 def device_conductances(model_or_tile: nn.Module, state: str = "programmed",
                         t: Optional[float] = None, seed: int = 0
                         ) -> Tuple[List[torch.Tensor], Any]:
-    """Per device of the unit cell, the conductances (uS) of all programmed tiles.
+    """Per device of the unit cell, the conductances (µS) of all programmed tiles.
 
     Args:
         model_or_tile: an analog model or one analog tile programmed with
@@ -271,8 +364,10 @@ def plot_conductances(model_or_tile: nn.Module, state: str = "programmed",
         ax.set_yscale("log")
         ax.set_title(f"{'gp' if side == 0 else 'gm'}{pair} (f = {table.f_lst[pair]:g})",
                      fontsize="small")
+    for ax in flat_axes[::2]:
+        ax.set_ylabel("devices (count, log)", fontsize="small")
     for ax in flat_axes[-2:]:
-        ax.set_xlabel("conductance (uS)")
+        ax.set_xlabel("conductance (µS)")
     if own_figure:
         fig.suptitle(f"{table.name or 'table'}: device conductances, {when} "
                      "(dotted: programming targets)")

@@ -3,13 +3,15 @@
 One record is one number: a setting (every field that changes the result), an
 inference time, a repeat, a metric name and its value. :data:`RECORD_FIELDS` lists
 the columns of ``results.csv``; the file is appended to one finished unit at a time
-(:class:`ResultsFile`), so an interrupted sweep keeps what it finished.
+(:class:`ResultsFile`), so an interrupted sweep keeps what it finished, and
+:func:`read_sweep` reads a results folder back (``results.csv`` and ``sweep.json``).
 :mod:`aihwkit_slicing.experiments.plotting` draws a :class:`SweepResult`.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import statistics
@@ -48,6 +50,8 @@ class SweepResult:
         metric: the main metric (higher is better).
         task: the task's name.
         times: the inference times swept, in seconds.
+        lower_is_better: metrics for which lower is better (the weight errors, and
+            those the task names).
     """
 
     records: List[Dict[str, Any]]
@@ -55,11 +59,32 @@ class SweepResult:
     metric: str
     task: str
     times: List[float] = field(default_factory=list)
+    lower_is_better: List[str] = field(default_factory=lambda: list(WEIGHT_METRICS))
 
     def of_metric(self, metric: Optional[str] = None) -> List[Dict[str, Any]]:
         """The records of one metric (default: the main one)."""
         metric = metric or self.metric
         return [r for r in self.records if r["metric"] == metric]
+
+    def metrics(self) -> List[str]:
+        """The metrics the records hold, the main one first."""
+        return list(dict.fromkeys([self.metric] + [r["metric"] for r in self.records]))
+
+    def higher_is_better(self, metric: Optional[str] = None) -> bool:
+        """Whether a higher value of ``metric`` (default: the main one) is better."""
+        return (metric or self.metric) not in self.lower_is_better
+
+    def check_metric(self, metric: Optional[str]) -> str:
+        """``metric`` (default: the main one) if the records hold it.
+
+        Raises:
+            ValueError: naming the metric and those the records hold.
+        """
+        metric = metric or self.metric
+        if metric not in self.metrics() or not self.of_metric(metric):
+            raise ValueError(f"no records of the metric {metric!r}; the records hold "
+                             f"{', '.join(m for m in self.metrics() if self.of_metric(m))}")
+        return metric
 
     def summary(self, metric: Optional[str] = None) -> List[Dict[str, Any]]:
         """Mean and standard deviation over repeats, per setting and time.
@@ -90,10 +115,20 @@ class SweepResult:
             rows.append(row)
         return rows
 
-    def format_summary(self, times: Optional[Sequence[float]] = None) -> str:
-        """A text table: one row per setting, mean +- std over repeats at each time."""
+    def format_summary(self, times: Optional[Sequence[float]] = None,
+                       metric: Optional[str] = None, digits: int = 4) -> str:
+        """A text table: one row per setting, the mean over repeats at each time and
+        ``± std`` (sample standard deviation, as many decimals as the mean; none for a
+        single repeat).
+
+        Args:
+            times: the columns (default: every time swept).
+            metric: any metric of the records (default: the main one).
+            digits: decimals of means and standard deviations.
+        """
         times = list(times or self.times)
-        rows = self.summary()
+        metric = self.check_metric(metric)
+        rows = self.summary(metric)
         quantized = [r for r in rows if r.get("scale")]
         varying = [k for k in ("noise_model", "compensation", "mapping", "peripherals")
                    if len({r.get(k) for r in rows}) > 1]
@@ -103,35 +138,27 @@ class SweepResult:
         for row in rows:
             key = (row["table"], row["n_devices"]) + tuple(row.get(k) for k in varying)
             settings.setdefault(key, {})[row["t_inference"]] = row
+        cells = {key: [format_mean(by_time[t], digits) if t in by_time else "-"
+                       for t in times] for key, by_time in settings.items()}
+        cell_width = max([13] + [len(c) for row in cells.values() for c in row])
         width = max([20] + [len(str(key[0])) for key in settings])
         extra_width = [max(len(k), *(len(_short(s[2 + i])) for s in settings))
                        for i, k in enumerate(varying)]
         head = f"{'table':<{width}s} {'dev':>4s}" + "".join(
             f" {k:<{w}s}" for k, w in zip(varying, extra_width)) + "".join(
-            f" {format_time(t):>13s}" for t in times)
-        reference = self.reference.get(self.metric, float("nan"))
-        lines = [f"{self.task}: {self.metric} (floating point {reference:.4f}), mean +- std "
-                 f"over repeats; scaling of quantized tables: {self._scaling_note(rows)}",
-                 head, "-" * len(head)]
-        for key, by_time in settings.items():
+            f" {format_time(t):>{cell_width}s}" for t in times)
+        reference = self.reference.get(metric)
+        direction = "higher" if self.higher_is_better(metric) else "lower"
+        floating = "" if reference is None else f", floating point {reference:.{digits}f}"
+        lines = [f"{self.task}: {metric} ({direction} is better{floating}), "
+                 f"{repeats_note(rows)}; scaling of quantized tables: "
+                 f"{scaling_note(rows)}", head, "-" * len(head)]
+        for key, row_cells in cells.items():
             table, n_dev = key[0], key[1]
-            cells = "".join(
-                f" {by_time[t]['value_mean']:6.4f}+-{by_time[t]['value_std']:.3f}"
-                if t in by_time else f" {'-':>13s}" for t in times)
             extras = "".join(f" {_short(v):<{w}s}" for v, w in zip(key[2:], extra_width))
-            lines.append(f"{table:<{width}s} {_devices(n_dev):>4s}{extras}{cells}")
+            lines.append(f"{table:<{width}s} {_devices(n_dev):>4s}{extras}" + "".join(
+                f" {cell:>{cell_width}s}" for cell in row_cells))
         return "\n".join(lines)
-
-    @staticmethod
-    def _scaling_note(rows: List[Dict[str, Any]]) -> str:
-        rules = sorted({(r.get("scale"), r.get("per_channel"), r.get("level_noise"))
-                        for r in rows if r.get("scale")}, key=str)
-        if not rules:
-            return "none (continuous converters only)"
-        return "; ".join(
-            f"{scale}{' per channel' if per_channel else ' per tensor'}"
-            f"{f', noise-aware at {noise} s' if noise else ''}"
-            for scale, per_channel, noise in rules)
 
     def write_csv(self, path: Union[str, Path]) -> Path:
         """Write all records as CSV (:data:`RECORD_FIELDS`); returns the path."""
@@ -150,6 +177,37 @@ class SweepResult:
             raise ImportError("to_pandas needs pandas: pip install 'aihwkit-slicing[pandas]'"
                               ) from error
         return pandas.DataFrame(self.records, columns=RECORD_FIELDS)
+
+
+def scaling_note(rows: Sequence[Dict[str, Any]]) -> str:
+    """The scaling rules of the quantized tables among summary rows or records, e.g.
+    ``"mse per channel"``."""
+    rules = sorted({(r.get("scale"), r.get("per_channel"), r.get("level_noise"))
+                    for r in rows if r.get("scale")}, key=str)
+    if not rules:
+        return "none (continuous converters only)"
+    return "; ".join(
+        f"{scale}{' per channel' if per_channel else ' per tensor'}"
+        f"{f', noise-aware at {noise} s' if noise else ''}"
+        for scale, per_channel, noise in rules)
+
+
+def format_mean(row: Dict[str, Any], digits: int = 4) -> str:
+    """A summary row's ``mean ± std`` (the std with the mean's decimals), or the mean
+    alone for one repeat."""
+    if row["repeats"] < 2:
+        return f"{row['value_mean']:.{digits}f}"
+    return f"{row['value_mean']:.{digits}f} ± {row['value_std']:.{digits}f}"
+
+
+def repeats_note(rows: Sequence[Dict[str, Any]]) -> str:
+    """What the numbers of summary rows are: ``"mean ± std over 3 repeats"``, or
+    ``"one repeat (no spread)"``."""
+    counts = sorted({int(r["repeats"]) for r in rows})
+    if not counts or counts == [1]:
+        return "one repeat (no spread)"
+    span = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+    return f"mean ± std over {span} repeats"
 
 
 def _devices(n_devices: Any) -> str:
@@ -176,6 +234,39 @@ def format_time(seconds: float) -> str:
             plural = name in ("year", "month", "day") and value != 1
             return f"{text} {name}{'s' if plural else ''}"
     return f"{seconds:g} s"
+
+
+# ============================================================ results folder
+def read_sweep(folder: Union[str, Path]) -> SweepResult:
+    """The sweep in a results folder: its ``results.csv`` and ``sweep.json``.
+
+    Raises:
+        ValueError: one sentence naming the file that is missing or unreadable.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder (give the folder a sweep wrote, with "
+                         "results.csv and sweep.json)")
+    manifest_path, results_path = folder / "sweep.json", folder / "results.csv"
+    for path in (manifest_path, results_path):
+        if not path.is_file():
+            raise ValueError(f"{folder} holds no {path.name} (a sweep's --out folder has "
+                             "results.csv and sweep.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{manifest_path}: not a readable sweep description ({error})"
+                         ) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != "aihwkit-slicing-sweep":
+        raise ValueError(f"{manifest_path} is not a sweep description of aihwkit-slicing")
+    records = read_records(results_path)
+    if not records:
+        raise ValueError(f"{results_path} holds no records yet")
+    return SweepResult(
+        records=records, reference=dict(manifest.get("reference") or {}),
+        metric=str(manifest["metric"]), task=str(manifest["task"]),
+        times=[float(t) for t in manifest.get("times", [])],
+        lower_is_better=list(manifest.get("lower_is_better", WEIGHT_METRICS)))
 
 
 # ============================================================== results file

@@ -83,7 +83,6 @@ from aihwkit_slicing.design.candidates import (
     DEFAULT_TIMES,
     Candidate,
     candidate_specs,
-    default_candidates,
     times_list,
 )
 
@@ -119,8 +118,7 @@ def measure_sensitivities(
     repeats = check_int("repeats", repeats, 1)
     seed = check_int("seed", seed, 0)
     _check_noise_times(noise_model, times)
-    specs = candidate_specs(default_candidates(noise_model, times, seed)
-                            if candidates is None else candidates)
+    specs = candidate_specs(candidates, noise_model, times, seed)
     validate_rule(scale, 99.9)
     threads = None if threads is None else check_int("threads", threads, 1)
     if not isinstance(model, nn.Module):
@@ -302,6 +300,7 @@ def allocate_tables(
     threads: Optional[int] = None,
     noise_aware: bool = False,
     mapping: str = "column",
+    cache: bool = True,
 ) -> Allocation:
     """Choose a table per layer: best fidelity at ``times`` within a device budget.
 
@@ -344,6 +343,9 @@ def allocate_tables(
             in the result's scaling rule, which a sweep of the assignment applies.
         mapping: aihwkit's weight mapping, ``"column"`` (default, as in sweeps) or
             ``"tensor"``; recorded with the result.
+        cache: default candidates only: keep and reuse their tuned encodings (see
+            :func:`~aihwkit_slicing.design.candidates.tuned_table`); False simulates
+            them afresh.
 
     Returns:
         An :class:`Allocation`.
@@ -354,10 +356,8 @@ def allocate_tables(
     """
     budget = check_budget(devices_per_weight)
     _check_noise_times(noise_model, times_list(times))
-    if candidates is None:
-        candidates = default_candidates(noise_model, times_list(times),
-                                        check_int("seed", seed, 0))
-    specs = candidate_specs(candidates)
+    specs = candidate_specs(candidates, noise_model, times_list(times),
+                            check_int("seed", seed, 0), cache)
     layers = list(weight_layers(model)) if isinstance(model, nn.Module) else []
     if layers:  # a budget no allocation can meet fails before the measurement
         choose_tables([m.weight.numel() for _, m in layers],

@@ -57,7 +57,12 @@ from aihwkit_slicing.design.assignment import TableAssignment
 from aihwkit_slicing.digital.spec import NAME_PATTERN, DigitalSlicing
 from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter, spec_name, table_of
 from aihwkit_slicing.integration.noise_models import build_noise_model, check_times, default_times
-from aihwkit_slicing.experiments.results import ResultsFile, SweepResult, read_records
+from aihwkit_slicing.experiments.results import (
+    WEIGHT_METRICS,
+    ResultsFile,
+    SweepResult,
+    read_records,
+)
 from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
 from aihwkit_slicing.core.scaling import validate_rule
 from aihwkit_slicing.experiments.sweep_plan import (
@@ -171,10 +176,12 @@ def run_sweep(
     """Program and drift ``task``'s network with every table, noise model and setting.
 
     Args:
-        task: a :class:`~aihwkit_slicing.experiments.tasks.Task` or the name of a
-            registered one (``"digits"``, ``"minilm"``, see
-            :func:`~aihwkit_slicing.experiments.tasks.register_task`); Dask workers load it
-            by name.
+        task: a :class:`~aihwkit_slicing.experiments.tasks.Task` or its source: the
+            name of a registered one (``"digits"``, ``"minilm"``, see
+            :func:`~aihwkit_slicing.experiments.tasks.register_task`) or a factory of
+            your own, ``"package.module:factory"`` or ``"path/to/file.py:factory"``
+            (see :func:`~aihwkit_slicing.experiments.tasks.load_task`). Dask workers
+            build it from its source and check they built the same weights.
         tables: table names, :class:`ProgrammingTable` objects, converters (used with
             their own settings), or per-layer assignments (a
             :class:`TableAssignment` or a ``{layer pattern: table}`` dict); a sequence
@@ -260,7 +267,8 @@ def run_sweep(
         times=validate_times(times), repeats=int(repeats), seed=int(seed), scale=scale,
         per_channel=bool(per_channel), percentile=float(percentile),
         noise_aware=noise_aware_times, peripherals=peripherals, mapping=mapping,
-        rpu_config=rpu_config, device=str(torch.device(device)),
+        rpu_config=rpu_config, device=str(torch.device(device)), task_source=task.source,
+        lower_is_better=list(dict.fromkeys(WEIGHT_METRICS + list(task.lower_is_better))),
     )
     _warn_of_recorded_rules(plan)
     for spec in plan.tables.values():  # fail early on unknown names and bad times
@@ -315,7 +323,8 @@ def run_sweep(
                                results_file.path if results_file else None) from None
     bar.close()
     return SweepResult(records=_sorted(records, plan), reference=reference,
-                       metric=task.metric, task=task.name, times=plan.times)
+                       metric=task.metric, task=task.name, times=plan.times,
+                       lower_is_better=list(plan.lower_is_better))
 
 
 def _warn_of_recorded_rules(plan: SweepPlan) -> None:

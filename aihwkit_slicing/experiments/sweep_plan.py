@@ -94,6 +94,8 @@ class SweepPlan:
     mapping: str = "column"
     rpu_config: Optional[RPUConfigBase] = None
     device: str = "cpu"
+    task_source: Optional[str] = None
+    lower_is_better: List[str] = field(default_factory=list)
     _described: Dict[Setting, SimulatedSetting] = field(default_factory=dict, repr=False)
     _level_noise: Dict[Tuple[str, str, Tuple[float, ...], bool], Any] = field(
         default_factory=dict, repr=False)
@@ -243,7 +245,7 @@ class SweepPlan:
     def unit_seed(self, repeat: int) -> int:
         """The seed of repeat ``repeat``'s programming: the sweep's seed and the repeat
         only (common random numbers, see the module docstring)."""
-        return stable_seed(self.seed, "programming", repeat)
+        return programming_seed(self.seed, repeat)
 
     def manifest(self, reference: Dict[str, float]) -> Dict[str, Any]:
         """The JSON description of the sweep written to ``sweep.json``."""
@@ -252,11 +254,29 @@ class SweepPlan:
             "model_hash": self.model_hash, "metric": self.metric, "reference": reference,
             "settings": [self.describe(s).to_json() for s in self.settings()],
             "times": self.times, "repeats": self.repeats, "seed": self.seed,
-            "device": self.device,
+            "device": self.device, "lower_is_better": self.lower_is_better,
         })
 
 
 # ====================================================================== units
+def programming_seed(seed: int, repeat: int) -> int:
+    """What a sweep of seed ``seed`` seeds torch with before programming repeat
+    ``repeat`` (the same for every table and setting)."""
+    return stable_seed(seed, "programming", repeat)
+
+
+def drift_seed(seed: int, repeat: int, t_inference: float) -> int:
+    """What a sweep of seed ``seed`` seeds torch with before drifting repeat ``repeat``
+    to ``t_inference`` seconds. Seeding so by hand reproduces a sweep's record::
+
+        torch.manual_seed(programming_seed(seed, repeat))
+        analog.program_analog_weights()
+        torch.manual_seed(drift_seed(seed, repeat, t_inference))
+        analog.drift_analog_weights(t_inference)
+    """
+    return stable_seed(programming_seed(seed, repeat), float(t_inference))
+
+
 def run_unit(task: Task, plan: SweepPlan, setting: Setting, repeat: int
              ) -> List[Dict[str, Any]]:
     """Convert, program and drift the task's network for one setting and repeat.
@@ -269,12 +289,11 @@ def run_unit(task: Task, plan: SweepPlan, setting: Setting, repeat: int
     base = plan.describe(setting, task.model).record()
     base.update(device=plan.device, aihwkit_slicing=__version__,
                 aihwkit=aihwkit.__version__, torch=torch.__version__, repeat=repeat)
-    unit_seed = plan.unit_seed(repeat)
-    torch.manual_seed(unit_seed)
+    torch.manual_seed(plan.unit_seed(repeat))
     analog.program_analog_weights()
     records = []
     for t in plan.times:
-        torch.manual_seed(stable_seed(unit_seed, float(t)))
+        torch.manual_seed(drift_seed(plan.seed, repeat, t))
         analog.drift_analog_weights(t)
         metrics = task.evaluate(analog)
         values = {task.metric: metrics[task.metric]}

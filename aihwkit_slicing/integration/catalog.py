@@ -1,11 +1,16 @@
-"""Named tables and baseline converters, as the command line and the sweeps know them.
+"""Named tables and baseline converters: the one registry of names every command knows.
 
-* :data:`TABLES`: our programming tables (see :func:`aihwkit_slicing.core.builders.builtin_tables`);
-* :data:`BASELINES`: aihwkit's own continuous converters, for comparison;
+* :data:`TABLES`: our built-in programming tables (see
+  :func:`aihwkit_slicing.core.builders.builtin_tables`);
+* :data:`CANDIDATE_TABLES`: tables an allocation chooses from (see
+  :func:`aihwkit_slicing.core.builders.candidate_tables`);
+* :data:`NAMED_TABLES`: both; :data:`BASELINES`: aihwkit's own continuous converters,
+  for comparison; :func:`known_names` lists every name, which ``sweep``, ``allocate``,
+  ``tables``, assignments and :func:`make_converter` all accept;
 * :data:`DEFAULT_SWEEP`: what ``aihwkit-slicing sweep`` runs when no table is named.
 
 :func:`make_converter` turns a name, a :class:`ProgrammingTable` or a converter into a
-fresh converter instance.
+fresh converter instance, scaled as sweeps scale (:data:`DEFAULT_SCALE` per channel).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from aihwkit.inference.converter.conductance import (
 
 from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.core.quantize import LevelNoise
-from aihwkit_slicing.core.builders import builtin_tables
+from aihwkit_slicing.core.builders import builtin_tables, candidate_tables
 from aihwkit_slicing.core.tables import ProgrammingTable
 from aihwkit_slicing.integration.setting import jsonable, short_hash
 
@@ -34,6 +39,10 @@ DEFAULT_PER_CHANNEL = True
 
 #: Our built-in programming tables by name.
 TABLES: Dict[str, ProgrammingTable] = builtin_tables()
+#: Named tables of 2 to 16 devices an allocation chooses from (``"3x17lvl-binary"``, ...).
+CANDIDATE_TABLES: Dict[str, ProgrammingTable] = candidate_tables()
+#: Every named table: :data:`TABLES` and :data:`CANDIDATE_TABLES`.
+NAMED_TABLES: Dict[str, ProgrammingTable] = {**TABLES, **CANDIDATE_TABLES}
 
 #: aihwkit's continuous converters (25 uS devices), by name.
 BASELINES: Dict[str, Callable[[], BaseConductanceConverter]] = {
@@ -55,7 +64,7 @@ def table_of(spec: TableSpec) -> Optional[ProgrammingTable]:
     """The programming table behind a spec (a name, a table or our converter), or None
     for a continuous (aihwkit) converter."""
     if isinstance(spec, str):
-        return TABLES.get(spec)
+        return NAMED_TABLES.get(spec)
     if isinstance(spec, ProgrammingTable):
         return spec
     return getattr(spec, "table", None) if isinstance(
@@ -63,13 +72,14 @@ def table_of(spec: TableSpec) -> Optional[ProgrammingTable]:
 
 
 def known_names() -> List[str]:
-    """Every name :func:`make_converter` accepts."""
-    return list(BASELINES) + list(TABLES)
+    """Every name :func:`make_converter` accepts (and with it sweeps, allocations,
+    assignments and the command line): :data:`BASELINES` and :data:`NAMED_TABLES`."""
+    return list(BASELINES) + list(NAMED_TABLES)
 
 
 def make_converter(
-    spec: TableSpec, scale: str = "max", per_channel: bool = False, percentile: float = 99.9,
-    level_noise: Optional[LevelNoise] = None,
+    spec: TableSpec, scale: str = DEFAULT_SCALE, per_channel: bool = DEFAULT_PER_CHANNEL,
+    percentile: float = 99.9, level_noise: Optional[LevelNoise] = None,
 ) -> BaseConductanceConverter:
     """A fresh converter for a table name, a :class:`ProgrammingTable` or a converter.
 
@@ -78,6 +88,8 @@ def make_converter(
             (deep-copied).
         scale, per_channel, percentile, level_noise: scaling of our converter for tables
             (see :class:`QuantizedSlicedConductanceConverter`); ignored for converters.
+            The default is the sweep's, :data:`DEFAULT_SCALE` per output channel (the
+            converter class itself defaults to aihwkit's ``"max"`` per tensor).
 
     Raises:
         ValueError: for an unknown name (the message lists the known ones).
@@ -86,8 +98,8 @@ def make_converter(
     if isinstance(spec, str):
         if spec in BASELINES:
             return BASELINES[spec]()
-        if spec in TABLES:
-            spec = TABLES[spec]
+        if spec in NAMED_TABLES:
+            spec = NAMED_TABLES[spec]
         else:
             raise ValueError(
                 f"unknown table {spec!r}; known tables: {', '.join(known_names())}"

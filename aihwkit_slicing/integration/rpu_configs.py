@@ -1,8 +1,12 @@
-"""rpu_configs: an aihwkit inference configuration driven by a converter, as sweeps make it.
+"""rpu_configs: an aihwkit inference configuration driven by a table, as sweeps make it.
 
 :func:`make_rpu_config` is what a sweep, an allocation and an assignment's
-``rpu_config_fun`` build every layer's rpu_config with; a model converted with it by hand
-is programmed as a sweep row of the same table is.
+``rpu_config_fun`` build every layer's rpu_config with. Given a table (a name or a
+:class:`~aihwkit_slicing.core.tables.ProgrammingTable`), it builds the converter with the
+sweep's defaults too (``"mse"`` clip per output channel), so a model converted with
+``make_rpu_config("seed")`` by hand is programmed exactly as a sweep row of ``"seed"``
+is (seeded as the sweep seeds a unit, it gives the very same numbers; see
+docs/sweeps.md).
 """
 
 from __future__ import annotations
@@ -15,6 +19,12 @@ from aihwkit.inference.converter.base import BaseConductanceConverter
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
+from aihwkit_slicing.integration.catalog import (
+    DEFAULT_PER_CHANNEL,
+    DEFAULT_SCALE,
+    TableSpec,
+    make_converter,
+)
 from aihwkit_slicing.integration.compat import check_compiled_tile
 from aihwkit_slicing.integration.noise_models import NoiseModelSpec, build_noise_model
 
@@ -23,17 +33,26 @@ MAPPINGS = ("tensor", "column")
 
 
 def make_rpu_config(
-    converter: BaseConductanceConverter,
+    converter: TableSpec,
     noise_model: NoiseModelSpec = "pcm",
     compensation: bool = True,
     peripherals: str = "ideal",
     mapping: str = "column",
     base: Optional[RPUConfigBase] = None,
+    scale: str = DEFAULT_SCALE,
+    per_channel: bool = DEFAULT_PER_CHANNEL,
+    percentile: float = 99.9,
 ) -> RPUConfigBase:
-    """An inference rpu_config whose noise model is driven by ``converter``.
+    """An inference rpu_config whose noise model is driven by a table or a converter.
+
+    Every default is a sweep's: a model converted with ``make_rpu_config(table)`` is
+    programmed as the sweep row of ``table`` is.
 
     Args:
-        converter: the conductance converter (ours or aihwkit's).
+        converter: a table name (see ``aihwkit-slicing tables``), a
+            :class:`~aihwkit_slicing.core.tables.ProgrammingTable` (both converted with
+            ``scale``, ``per_channel``, ``percentile``), or a conductance converter,
+            ours or aihwkit's, used as it is.
         noise_model: a name from :data:`NOISE_MODELS`, a factory taking the converter,
             or a noise model instance (copied, its converter replaced).
         compensation: global drift compensation on or off.
@@ -45,7 +64,16 @@ def make_rpu_config(
             ``weight_scaling_columnwise = True``) or ``"tensor"`` (one scale per weight
             tensor, aihwkit's own default ``weight_scaling_omega = 0``).
         base: rpu_config to start from (copied); default ``TorchInferenceRPUConfig()``.
+        scale, per_channel, percentile: the scaling rule of a table given by name or
+            as a table (default: the sweep's, ``"mse"`` per output channel; the
+            converter class's own default is aihwkit's ``"max"`` per tensor).
+
+    Raises:
+        ValueError: for an unknown table name, peripherals or mapping (naming it).
     """
+    if not isinstance(converter, BaseConductanceConverter):
+        converter = make_converter(converter, scale=scale, per_channel=per_channel,
+                                   percentile=percentile)
     if peripherals not in PERIPHERALS:
         raise ValueError(f"peripherals must be one of {PERIPHERALS}, got {peripherals!r}")
     if mapping not in MAPPINGS:

@@ -521,8 +521,11 @@ def test_cli_takes_candidate_tables_from_files(tmp_path, capsys):
     assert code == 0
     data = json.loads(out.read_text())
     assert data["candidates"] == {"1x33lvl": 2, "mine": 6}
-    # neither is a built-in table of the catalog: both are written by value
-    assert {rule["table"]["name"] for rule in data["rules"]} <= {"1x33lvl", "mine"}
+    # a named table is written by its name (every command knows it), a file's by value
+    written = {rule["table"] if isinstance(rule["table"], str) else rule["table"]["name"]:
+               type(rule["table"]) for rule in data["rules"]}
+    assert set(written) <= {"1x33lvl", "mine"}
+    assert all(kind is (str if name == "1x33lvl" else dict) for name, kind in written.items())
     assert TableAssignment.from_dict(data).layer_tables(digits_task().model) == {
         layer["name"]: layer["table"] for layer in data["layers"]}
 

@@ -1,0 +1,43 @@
+"""A model built by hand with make_rpu_config, seeded as a sweep seeds a unit, gives the
+very numbers of the sweep's record: one set of defaults everywhere."""
+
+import pytest
+import torch
+from aihwkit.nn.conversion import convert_to_analog
+
+from aihwkit_slicing import make_rpu_config
+from aihwkit_slicing.experiments.sweep import run_sweep
+from aihwkit_slicing.experiments.sweep_plan import drift_seed, programming_seed
+from aihwkit_slicing.experiments.tasks import Task
+
+
+def cosine_task():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    inputs = torch.randn(64, 16)
+    with torch.no_grad():
+        target = model(inputs)
+
+    def evaluate(net):
+        with torch.no_grad():
+            out = net(inputs)
+        return {"cosine": float(torch.nn.functional.cosine_similarity(out, target).mean())}
+
+    return Task("mine", model, evaluate, "cosine")
+
+
+@pytest.mark.parametrize("table, seed, repeat, t", [
+    ("seed", 0, 0, 86400.0), ("4x4lvl-base", 3, 1, 31536000.0),
+    ("3x17lvl-binary", 0, 1, 1.0)])
+def test_a_model_built_by_hand_reproduces_a_sweep_record_exactly(table, seed, repeat, t):
+    task = cosine_task()
+    result = run_sweep(task, tables=[table], times=[t], repeats=repeat + 1, seed=seed,
+                       threads=torch.get_num_threads(), progress=False)
+    (swept,) = [r["value"] for r in result.of_metric() if r["repeat"] == repeat]
+
+    analog = convert_to_analog(task.model, make_rpu_config(table)).eval()
+    torch.manual_seed(programming_seed(seed, repeat))
+    analog.program_analog_weights()
+    torch.manual_seed(drift_seed(seed, repeat, t))
+    analog.drift_analog_weights(t)
+    assert task.evaluate(analog)["cosine"] == swept
