@@ -31,14 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from aihwkit_slicing.core.table_checks import (
-    as_rows,
-    check_row_count,
-    first_bad_conductance,
-    first_non_real,
-    raise_bad_conductance,
-    validate_f_lst,
-)
+from aihwkit_slicing.core.table_checks import validate_f_lst, validate_g_lst
 from aihwkit_slicing.core.validation import (
     check_device_range,
 )
@@ -111,7 +104,7 @@ class ProgrammingTable:
         name: Optional[str] = None,
     ):
         self._f = validate_f_lst(f_lst)
-        self._g = self._validate_g_lst(g_lst, len(self._f))
+        self._g = validate_g_lst(g_lst, len(self._f))
         g_min, g_max = check_device_range(g_min, g_max, required=False)
         self._check_range(g_min, g_max)
         self._g_min_given, self._g_max_given = g_min, g_max
@@ -142,62 +135,6 @@ class ProgrammingTable:
         self._g.setflags(write=False)
 
     # ------------------------------------------------------------------ validation
-    @staticmethod
-    def _validate_g_lst(g_lst: Any, n_pairs: int) -> np.ndarray:
-        """The ``2P x L`` conductances as a fresh C-ordered float64 array (microsiemens).
-
-        A 2-D numeric numpy array is checked as it is; anything else (nested
-        sequences, tensors, arrays of other dtypes) goes through :func:`as_rows`.
-        Either way the first bad entry in row-major order is the one named.
-        """
-        # exactly ndarray: subclasses (masked arrays, matrices) convert through tolist()
-        if type(g_lst) is np.ndarray and g_lst.ndim == 2 and g_lst.dtype.kind in "fiu":
-            check_row_count(g_lst.shape[0], n_pairs)
-            if g_lst.shape[1] == 0:
-                raise ValueError("g_lst rows must not be empty, got row 0 = []")
-            g = np.array(g_lst, dtype=np.float64, order="C")
-            bad = first_bad_conductance(g)
-            if bad is not None:
-                raise_bad_conductance(bad, g_lst[bad].item())
-            g += 0.0  # turns -0.0 into 0.0
-            return g
-
-        rows = as_rows(g_lst)
-        check_row_count(len(rows), n_pairs)
-        n_cols = len(rows[0])
-        if n_cols == 0:
-            raise ValueError("g_lst rows must not be empty, got row 0 = []")
-        # the rows up to the first ragged one, and in them up to the first non-number,
-        # are numbers: convert them at once and look for the first bad value there
-        ragged = next((i for i, row in enumerate(rows) if len(row) != n_cols), None)
-        n_rows = len(rows) if ragged is None else ragged
-        non_real = None
-        for i in range(n_rows):
-            j = first_non_real(rows[i])
-            if j is not None:
-                non_real, n_rows = (i, j), i
-                break
-        g = np.array(rows[:n_rows], dtype=np.float64).reshape(n_rows, n_cols)
-        bad = first_bad_conductance(g)
-        if bad is None and non_real is not None:
-            i, j = non_real
-            bad = first_bad_conductance(np.array(rows[i][:j], dtype=np.float64))
-            bad = None if bad is None else (i, bad[0])
-        if bad is not None:
-            raise_bad_conductance(bad, rows[bad[0]][bad[1]])
-        if non_real is not None:
-            i, j = non_real
-            raise ValueError(
-                f"g_lst[{i}][{j}] must be a real number of microsiemens, got {rows[i][j]!r}"
-            )
-        if ragged is not None:
-            raise ValueError(
-                f"g_lst is ragged: row 0 has {n_cols} columns but row {ragged} has "
-                f"{len(rows[ragged])}"
-            )
-        g += 0.0  # turns -0.0 into 0.0
-        return g
-
     def _check_range(self, g_min: Optional[float], g_max: Optional[float]) -> None:
         for bound, name, bad in (
             (g_min, "g_min", lambda g: g < g_min),
