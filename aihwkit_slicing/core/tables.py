@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from aihwkit_slicing.core.device_model import DeviceModel
 from aihwkit_slicing.core.table_checks import validate_f_lst, validate_g_lst
 from aihwkit_slicing.core.validation import (
     check_device_range,
@@ -58,7 +59,8 @@ ENCODING_RULES = ("min_total", "min_weighted", "first")
 #: ``format`` and ``version`` of a table's JSON form (:meth:`ProgrammingTable.to_dict`).
 TABLE_FORMAT = "aihwkit-slicing-table"
 TABLE_FORMAT_VERSION = 1
-_TABLE_KEYS = {"format", "version", "name", "f_lst", "g_lst", "g_min", "g_max", "encoding"}
+_TABLE_KEYS = {"format", "version", "name", "f_lst", "g_lst", "g_min", "g_max", "encoding",
+               "device"}
 
 #: The smallest device range (``g_max``, microsiemens) a table may have: below it the
 #: conductances were almost surely given in siemens.
@@ -85,6 +87,10 @@ class ProgrammingTable:
         encoding: Rule picking one column per level among redundant encodings, one
             of :data:`ENCODING_RULES`, or one column index per level (ascending levels).
         name: Optional short name, used in reports and plots.
+        device: Optional measured device model (per-level programming error, drift and
+            read noise, :class:`~aihwkit_slicing.core.device_model.DeviceModel`); every
+            conductance of ``g_lst`` must be one of its levels. It describes the devices,
+            not what the table programs: :meth:`programmed_hash` leaves it out.
 
     Raises:
         ValueError: with the argument and the bad value named, for ragged or
@@ -102,6 +108,7 @@ class ProgrammingTable:
         g_max: Optional[Number] = None,
         encoding: Union[str, Sequence[int]] = "min_total",
         name: Optional[str] = None,
+        device: Optional[DeviceModel] = None,
     ):
         self._f = validate_f_lst(f_lst)
         self._g = validate_g_lst(g_lst, len(self._f))
@@ -123,6 +130,7 @@ class ProgrammingTable:
                 f"encoding must be one of {ENCODING_RULES} or a list of columns, got {encoding!r}"
             )
         self.name = name
+        self.device = self._check_device(device)
 
         self._column_weights = np.asarray(self._f) @ (self._g[0::2] - self._g[1::2])
         by_level, level_starts = self._group_levels()
@@ -148,6 +156,13 @@ class ProgrammingTable:
                 side = "below g_min" if name == "g_min" else "above g_max"
                 raise ValueError(f"g_lst[{i}][{j}] = {float(self._g[i, j]):g} uS lies {side} = "
                                  f"{float(bound):g} uS")
+
+    def _check_device(self, device: Any) -> Optional[DeviceModel]:
+        if device is not None:
+            if not isinstance(device, DeviceModel):
+                raise TypeError(f"device must be a DeviceModel, got {type(device).__name__}")
+            device.check_conductances(self._g)
+        return device
 
     # --------------------------------------------------------------- level grouping
     def _group_levels(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -357,6 +372,17 @@ class ProgrammingTable:
         table.name = name
         return table
 
+    def with_device(self, device: Optional[DeviceModel]) -> "ProgrammingTable":
+        """Return a copy carrying ``device`` (None: no device model); what it programs
+        (:meth:`programmed_hash`) is unchanged.
+
+        Raises:
+            ValueError: naming the first conductance that is not one of its levels.
+        """
+        table = self._copy()
+        table.device = table._check_device(device)
+        return table
+
     def _copy(self) -> "ProgrammingTable":
         table = object.__new__(ProgrammingTable)
         table.__dict__.update(self.__dict__)
@@ -403,10 +429,11 @@ class ProgrammingTable:
         rebuilds it.
 
         Keys: ``format`` (``"aihwkit-slicing-table"``), ``version`` (1), ``name``,
-        ``f_lst``, ``g_lst`` (microsiemens), ``g_min``, ``g_max`` and ``encoding`` (a
-        rule name or one column index per level).
+        ``f_lst``, ``g_lst`` (microsiemens), ``g_min``, ``g_max``, ``encoding`` (a
+        rule name or one column index per level) and, for a table with a device model,
+        ``device`` (``docs/devices.md``).
         """
-        return {
+        data = {
             "format": TABLE_FORMAT,
             "version": TABLE_FORMAT_VERSION,
             "name": self.name,
@@ -416,6 +443,9 @@ class ProgrammingTable:
             "g_max": self.g_max,
             "encoding": self.encoding,
         }
+        if self.device is not None:
+            data["device"] = self.device.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ProgrammingTable":
@@ -449,6 +479,7 @@ class ProgrammingTable:
             g_max=data.get("g_max"),
             encoding=data.get("encoding", "min_total"),
             name=data.get("name"),
+            device=None if data.get("device") is None else DeviceModel.from_dict(data["device"]),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -461,14 +492,15 @@ class ProgrammingTable:
             and self.g_min == other.g_min
             and self.g_max == other.g_max
             and self._selected == other._selected
+            and self.device == other.device
         )
 
     def __hash__(self) -> int:
         return hash(self.key)
 
     def content_hash(self) -> str:
-        """12 hex digits that equal for equal tables (name left out): records say
-        which table made them."""
+        """12 hex digits that equal for equal tables (name and device model left out):
+        records say which table made them."""
         return hashlib.sha256(repr(self.key).encode()).hexdigest()[:12]
 
     def programmed_hash(self) -> str:
@@ -509,6 +541,8 @@ class ProgrammingTable:
             args.append(f"encoding={self.encoding!r}")
         if self.name is not None:
             args.append(f"name={self.name!r}")
+        if self.device is not None:
+            args.append(f"device=<{self.device.n_levels} levels: {self.device.name or '...'}>")
         return f"ProgrammingTable({', '.join(args)})"
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -517,6 +551,7 @@ class ProgrammingTable:
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        state.setdefault("device", None)  # pickles of earlier versions
         self.__dict__.update(state)
         self._g.setflags(write=False)
 
