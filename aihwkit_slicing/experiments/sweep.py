@@ -54,7 +54,8 @@ import torch
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
 from aihwkit_slicing.design.assignment import TableAssignment
-from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter
+from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter, spec_name, table_of
+from aihwkit_slicing.integration.measured_noise import check_table
 from aihwkit_slicing.integration.noise_models import build_noise_model, check_times, default_times
 from aihwkit_slicing.experiments.results import ResultsFile, SweepResult, read_records
 from aihwkit_slicing.integration.rpu_configs import MAPPINGS, PERIPHERALS
@@ -254,7 +255,11 @@ def run_sweep(
         for s in (spec.rules if isinstance(spec, TableAssignment) else [(None, spec)]):
             make_converter(s[1])
     for name, spec in plan.noise_models.items():
-        check_times(plan.times, build_noise_model(spec, make_converter("aihwkit-1pair")), name)
+        noise_model = build_noise_model(spec, make_converter("aihwkit-1pair"))
+        check_times(plan.times, noise_model, name)
+        for table_name, table_spec in plan.tables.items():  # measured devices: levels known
+            for where, s in _parts(table_name, table_spec):
+                check_table(noise_model, table_of(s), where, name)
     for setting in plan.settings():
         plan.describe(setting, task.model)
 
@@ -323,6 +328,14 @@ def _warn_of_recorded_rules(plan: SweepPlan) -> None:
         if differ:
             warnings.warn(f"assignment {name!r} was chosen with {'; '.join(differ)}: its "
                           "row measures it in another setting", stacklevel=3)
+
+
+def _parts(name: str, spec: Any) -> List[Tuple[str, Any]]:
+    """``(display name, table spec)`` of a sweep's table, or of each table of an
+    assignment."""
+    if not isinstance(spec, TableAssignment):
+        return [(name, spec)]
+    return [(f"{name}: {spec_name(s)}", s) for _, s in spec.distinct_specs()]
 
 
 def _check_compensation(compensation: Any) -> List[bool]:
