@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from aihwkit_slicing.core.cell_index import CellIndex
 from aihwkit_slicing.core.validation import is_real_number
 
 #: Per-level statistics, in the order of the JSON form.
@@ -179,25 +180,30 @@ class DeviceModel:
         Raises:
             ValueError: naming the first conductance that is no level, and its nearest.
         """
-        levels = torch.tensor(self.levels, dtype=torch.float64, device=conductances.device)
-        g = conductances.detach().to(torch.float64)
-        position = torch.searchsorted(levels, g.contiguous()).clamp(1, len(levels) - 1)
-        below, above = levels[position - 1], levels[position]
-        index = torch.where(g - below <= above - g, position - 1, position)
         dtype = conductances.dtype
+        work = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+        g = conductances.detach().to(work).reshape(-1)
+        levels64 = torch.tensor(self.levels, dtype=torch.float64, device=g.device)
+        levels = levels64.to(work)
+        # the level below the first midpoint above g (ties to the lower level): a grid of
+        # cells where the levels are about evenly spaced, else a binary search
+        midpoints = ((levels64[1:] + levels64[:-1]) / 2).to(work)
+        cells = CellIndex.build(midpoints.cpu())
+        index = (cells.to(g.device)(g) if cells is not None
+                 else torch.searchsorted(midpoints, g))
         eps = torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
         tolerance = max(LEVEL_TOLERANCE, 4 * eps) * self.levels[-1]
-        off = (g - levels[index]).abs() > tolerance
+        off = (g - torch.index_select(levels, 0, index)).abs_() > tolerance
         if off.any():
-            flat = int(torch.nonzero(off.reshape(-1))[0])
-            value = float(g.reshape(-1)[flat])
-            nearest = int(index.reshape(-1)[flat])
+            flat = int(torch.nonzero(off)[0])
+            value = float(g[flat])
+            nearest = int(index[flat])
             raise ValueError(
                 f"conductance {value:g} uS is not a level of the device model "
                 f"{self.name or '(unnamed)'} (nearest: levels[{nearest}] = "
                 f"{self.levels[nearest]:g} uS); the measured noise model takes the "
                 "conductances of a table whose every entry is a device level")
-        return index
+        return index.reshape(conductances.shape)
 
     def statistics(self, dtype: torch.dtype, device: Any = None) -> Dict[str, Tensor]:
         """The per-level lists as tensors (``levels``, stds and ``nu_mean``), and
