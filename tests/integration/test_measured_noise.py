@@ -391,3 +391,46 @@ def test_a_chip_programmed_with_a_measured_device_restores_and_drifts_alike(tmp_
         g_converter=QuantizedSlicedConductanceConverter.from_table(table))
     with pytest.raises(ValueError, match="device_model"):  # another device: refused
         load_programmed(other, tmp_path / "chip.pt")
+
+
+# ------------------------------------------------------------------ dtypes, CUDA
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_other_dtypes_keep_their_dtype_and_levels(dtype):
+    table = bit_sliced(2, 4)
+    device = DeviceModel.constant(device_levels(table), nu_mean=0.05, read_std=0.0)
+    model = MeasuredNoiseModel(device, g_converter=QuantizedSlicedConductanceConverter
+                               .from_table(table))
+    target = torch.tensor(device.levels, dtype=dtype).repeat(50)
+    g_prog, parameters = model.program_conductance(target)
+    assert g_prog.dtype == parameters.dtype == dtype and torch.equal(g_prog, target)
+    drifted = model.apply_drift_noise_to_conductance(g_prog, parameters, 3600.0)
+    assert drifted.dtype == dtype
+    expected = target.double() * ((3600.0 + 20.0) / 20.0) ** -0.05
+    tolerance = 1e-3 if dtype == torch.float16 else 1e-12
+    assert torch.allclose(drifted.double(), expected, rtol=tolerance, atol=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_cuda_tile_programs_and_drifts_its_devices_as_the_cpu():
+    levels = [0.0, 25 / 3, 50 / 3, 25.0]
+    exact = DeviceModel.constant(levels, nu_mean=0.05)
+    noisy = DeviceModel(levels=tuple(levels), prog_std=(0.3,) * 4, nu_mean=(0.05,) * 4,
+                        nu_std=(0.01,) * 4, read_std=(0.1,) * 4, stuck=(0.0, 0.0, 0.0, 0.01),
+                        t0=20.0)
+    weights = {}
+    for where in ("cpu", "cuda"):
+        config = TorchInferenceRPUConfig()
+        config.forward.is_perfect = True
+        config.noise_model = MeasuredNoiseModel.from_table(bit_sliced(2, 4).with_device(exact))
+        torch.manual_seed(0)
+        layer = AnalogLinear(32, 16, bias=False, rpu_config=config).eval().to(where)
+        layer.program_analog_weights()
+        layer.drift_analog_weights(86400.0)
+        weights[where] = next(layer.analog_tiles()).tile.get_weights().cpu()
+    assert torch.allclose(weights["cuda"], weights["cpu"], rtol=1e-6, atol=1e-7)
+    config = TorchInferenceRPUConfig()
+    config.noise_model = MeasuredNoiseModel.from_table(bit_sliced(2, 4).with_device(noisy))
+    layer = AnalogLinear(32, 16, rpu_config=config).eval().cuda()
+    layer.program_analog_weights()
+    layer.drift_analog_weights(86400.0)
+    assert torch.isfinite(layer(torch.rand(4, 32, device="cuda"))).all()
