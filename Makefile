@@ -39,6 +39,7 @@ bench: $(FULL)
 	$(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_fidelity.py
 	$(PY) benchmarks/bench_allocation.py
+	$(PY) benchmarks/bench_noise_models.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache

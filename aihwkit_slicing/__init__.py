@@ -27,10 +27,12 @@ from aihwkit_slicing.core.builders import (  # noqa: E402
     builtin_tables,
     equal_significance,
     from_device_levels,
+    on_device,
     seed_table,
     single_pair,
 )
 from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter  # noqa: E402
+from aihwkit_slicing.core.device_model import DeviceModel, load_device_model  # noqa: E402
 from aihwkit_slicing.core.table_files import load_table, save_table
 from aihwkit_slicing.core.tables import ProgrammingTable  # noqa: E402
 from aihwkit_slicing.digital.conversion import (  # noqa: E402
@@ -42,12 +44,15 @@ from aihwkit_slicing.digital.slicing import WeightSlicing  # noqa: E402
 from aihwkit_slicing.integration.checkpoint import save_programmed  # noqa: E402
 from aihwkit_slicing.integration.checkpoint_load import load_programmed  # noqa: E402
 from aihwkit_slicing.integration.rpu_configs import make_rpu_config  # noqa: E402
+from aihwkit_slicing.integration.measured_noise import MeasuredNoiseModel  # noqa: E402
 from aihwkit_slicing.version import __version__  # noqa: E402
 
 __all__ = [
     "__version__",
     "AnalogSlicedConv2d",
     "AnalogSlicedLinear",
+    "DeviceModel",
+    "MeasuredNoiseModel",
     "ProgrammingTable",
     "QuantizedSlicedConductanceConverter",
     "WeightSlicing",
@@ -57,6 +62,8 @@ __all__ = [
     "convert_to_digital_sliced",
     "equal_significance",
     "from_device_levels",
+    "on_device",
+    "load_device_model",
     "load_programmed",
     "load_table",
     "make_rpu_config",

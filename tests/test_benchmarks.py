@@ -1,6 +1,7 @@
 """The benchmark scripts run (small sizes; the real runs are in benchmarks/)."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -77,3 +78,38 @@ def test_bench_allocation_quick_compares_against_uniform_tables_and_npair(tmp_pa
         data = json.loads((tmp_path / f"allocation_digits_{budget}.json").read_text())
         assert data["devices_per_weight"] <= budget
     assert (tmp_path / "allocation.csv").read_text().count("\n") > 12 * 3
+
+
+def test_bench_noise_models_quick_prints_ratios_against_pcm(capsys):
+    assert load("bench_noise_models").main(["--quick", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("measured") >= 11 and "MiniLM-sized network" in out
+    # 8 matrix rows (2 tables x 4) and 2 network rows, each with its ratio
+    assert len(re.findall(r"measured +\d+\.\d ms \(\d+\.\d\dx\)", out)) == 10
+
+
+def test_the_bundled_device_models_are_the_fits_their_script_computes(tmp_path):
+    import json
+    import runpy
+
+    module = runpy.run_path(str(BENCHMARKS.parent / "examples" / "device_models.py"))
+    assert module["main"](["--check"]) == 0
+    # the check sees one number off in the 9th digit
+    model = module["pcm_hermes"]()
+    data = model.to_dict()
+    data["nu_std"][3] *= 1 + 1e-9
+    path = tmp_path / "pcm.json"
+    path.write_text(json.dumps(data))
+    assert not module["same_numbers"](path, model)
+    path.write_text(module["text_of"](model))
+    assert module["same_numbers"](path, model)
+
+
+def test_measured_devices_example_ranks_tables_under_both_noise_models(capsys):
+    import runpy
+
+    module = runpy.run_path(str(BENCHMARKS.parent / "examples" / "measured_devices.py"))
+    assert module["main"](["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("Kendall's tau-b") == 2
+    assert "pcm-hermes-2023: digits" in out and "reram-wan-2022: digits" in out

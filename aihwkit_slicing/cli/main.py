@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--repeats", default="3", help="programmings per table (default 3)")
     what.add_argument("--seed", default="0", help="random seed (default 0)")
     what.add_argument("--noise-model", default="pcm",
-                      help=f"one of {', '.join(NOISE_MODELS)} (default pcm)")
+                      help=f"one of {', '.join(NOISE_MODELS)} (default pcm; measured: each "
+                      "table's own device model, the \"device\" key of its JSON)")
     what.add_argument("--no-compensation", action="store_true",
                       help="switch global drift compensation off")
     what.add_argument("--peripherals", default="ideal", choices=PERIPHERALS,

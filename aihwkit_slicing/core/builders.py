@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
+from aihwkit_slicing.core.device_model import DeviceModel
 from aihwkit_slicing.core.table_checks import validate_f_lst
 from aihwkit_slicing.core.tables import MAX_COLUMNS, Number, ProgrammingTable
 from aihwkit_slicing.core.validation import (
@@ -287,6 +288,37 @@ def from_device_levels(
     pairs = [(cleaned[2 * k], cleaned[2 * k + 1]) for k in range(n_pairs)]
     g = _signed_digit_columns(factors, pairs)
     return ProgrammingTable(factors, g, g_min=g_min, g_max=g_max, encoding=encoding, name=name)
+
+
+def on_device(table: ProgrammingTable, device: DeviceModel,
+              name: Optional[str] = None) -> ProgrammingTable:
+    """``table`` scaled onto ``device``'s range, carrying ``device``.
+
+    Every conductance is multiplied by ``device.levels[-1] / table.g_max`` (the table's
+    ``g_max`` lands on the device's highest level) and must then be one of the device's
+    levels, to which it is set exactly. The structure is kept: the significances, the
+    columns, and the column each level is programmed with (where rounding of the scaled
+    conductances breaks a tie of the encoding rule differently, the copy lists the
+    original's columns explicitly). ``on_device(single_pair(16), pcm)`` is a 16-level
+    pair on a device characterised at 16 evenly spaced levels.
+
+    Raises:
+        ValueError: naming the first scaled conductance that is not a device level.
+    """
+    if not isinstance(device, DeviceModel):
+        raise TypeError(f"device must be a DeviceModel, got {type(device).__name__}")
+    factor = device.levels[-1] / table.g_max
+    scaled = table.conductances * factor
+    device.check_conductances(scaled, name=f"g_lst of {table.name or 'the table'} x {factor:g}")
+    levels = np.asarray(device.levels)
+    snapped = levels[np.abs(scaled[..., None] - levels).argmin(axis=-1)]
+    encoding = table.encoding if isinstance(table.encoding, str) else list(table.encoding)
+    scaled_table = ProgrammingTable(table.f_lst, snapped, g_min=table.g_min * factor,
+                                    g_max=device.levels[-1], encoding=encoding,
+                                    name=name or table.name, device=device)
+    if scaled_table.selected_columns != table.selected_columns:
+        scaled_table = scaled_table.with_encodings(table.selected_columns)
+    return scaled_table
 
 
 def builtin_tables() -> Dict[str, ProgrammingTable]:

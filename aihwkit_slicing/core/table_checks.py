@@ -90,3 +90,59 @@ def validate_f_lst(f_lst: Any) -> Tuple[float, ...]:
         if not math.isfinite(f) or f <= 0:
             raise ValueError(f"f_lst[{k}] must be a positive finite number, got {f!r}")
     return tuple(float(f) for f in f_lst)
+
+
+def validate_g_lst(g_lst: Any, n_pairs: int) -> np.ndarray:
+    """The ``2P x L`` conductances as a fresh C-ordered float64 array (microsiemens).
+
+    A 2-D numeric numpy array is checked as it is; anything else (nested
+    sequences, tensors, arrays of other dtypes) goes through :func:`as_rows`.
+    Either way the first bad entry in row-major order is the one named.
+    """
+    # exactly ndarray: subclasses (masked arrays, matrices) convert through tolist()
+    if type(g_lst) is np.ndarray and g_lst.ndim == 2 and g_lst.dtype.kind in "fiu":
+        check_row_count(g_lst.shape[0], n_pairs)
+        if g_lst.shape[1] == 0:
+            raise ValueError("g_lst rows must not be empty, got row 0 = []")
+        g = np.array(g_lst, dtype=np.float64, order="C")
+        bad = first_bad_conductance(g)
+        if bad is not None:
+            raise_bad_conductance(bad, g_lst[bad].item())
+        g += 0.0  # turns -0.0 into 0.0
+        return g
+
+    rows = as_rows(g_lst)
+    check_row_count(len(rows), n_pairs)
+    n_cols = len(rows[0])
+    if n_cols == 0:
+        raise ValueError("g_lst rows must not be empty, got row 0 = []")
+    # the rows up to the first ragged one, and in them up to the first non-number,
+    # are numbers: convert them at once and look for the first bad value there
+    ragged = next((i for i, row in enumerate(rows) if len(row) != n_cols), None)
+    n_rows = len(rows) if ragged is None else ragged
+    non_real = None
+    for i in range(n_rows):
+        j = first_non_real(rows[i])
+        if j is not None:
+            non_real, n_rows = (i, j), i
+            break
+    g = np.array(rows[:n_rows], dtype=np.float64).reshape(n_rows, n_cols)
+    bad = first_bad_conductance(g)
+    if bad is None and non_real is not None:
+        i, j = non_real
+        bad = first_bad_conductance(np.array(rows[i][:j], dtype=np.float64))
+        bad = None if bad is None else (i, bad[0])
+    if bad is not None:
+        raise_bad_conductance(bad, rows[bad[0]][bad[1]])
+    if non_real is not None:
+        i, j = non_real
+        raise ValueError(
+            f"g_lst[{i}][{j}] must be a real number of microsiemens, got {rows[i][j]!r}"
+        )
+    if ragged is not None:
+        raise ValueError(
+            f"g_lst is ragged: row 0 has {n_cols} columns but row {ragged} has "
+            f"{len(rows[ragged])}"
+        )
+    g += 0.0  # turns -0.0 into 0.0
+    return g

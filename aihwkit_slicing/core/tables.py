@@ -31,14 +31,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from aihwkit_slicing.core.table_checks import (
-    as_rows,
-    check_row_count,
-    first_bad_conductance,
-    first_non_real,
-    raise_bad_conductance,
-    validate_f_lst,
-)
+from aihwkit_slicing.core.device_model import DeviceModel
+from aihwkit_slicing.core.table_checks import validate_f_lst, validate_g_lst
 from aihwkit_slicing.core.validation import (
     check_device_range,
 )
@@ -65,7 +59,8 @@ ENCODING_RULES = ("min_total", "min_weighted", "first")
 #: ``format`` and ``version`` of a table's JSON form (:meth:`ProgrammingTable.to_dict`).
 TABLE_FORMAT = "aihwkit-slicing-table"
 TABLE_FORMAT_VERSION = 1
-_TABLE_KEYS = {"format", "version", "name", "f_lst", "g_lst", "g_min", "g_max", "encoding"}
+_TABLE_KEYS = {"format", "version", "name", "f_lst", "g_lst", "g_min", "g_max", "encoding",
+               "device"}
 
 #: The smallest device range (``g_max``, microsiemens) a table may have: below it the
 #: conductances were almost surely given in siemens.
@@ -92,6 +87,10 @@ class ProgrammingTable:
         encoding: Rule picking one column per level among redundant encodings, one
             of :data:`ENCODING_RULES`, or one column index per level (ascending levels).
         name: Optional short name, used in reports and plots.
+        device: Optional measured device model (per-level programming error, drift and
+            read noise, :class:`~aihwkit_slicing.core.device_model.DeviceModel`); every
+            conductance of ``g_lst`` must be one of its levels. It describes the devices,
+            not what the table programs: :meth:`programmed_hash` leaves it out.
 
     Raises:
         ValueError: with the argument and the bad value named, for ragged or
@@ -109,9 +108,10 @@ class ProgrammingTable:
         g_max: Optional[Number] = None,
         encoding: Union[str, Sequence[int]] = "min_total",
         name: Optional[str] = None,
+        device: Optional[DeviceModel] = None,
     ):
         self._f = validate_f_lst(f_lst)
-        self._g = self._validate_g_lst(g_lst, len(self._f))
+        self._g = validate_g_lst(g_lst, len(self._f))
         g_min, g_max = check_device_range(g_min, g_max, required=False)
         self._check_range(g_min, g_max)
         self._g_min_given, self._g_max_given = g_min, g_max
@@ -130,6 +130,7 @@ class ProgrammingTable:
                 f"encoding must be one of {ENCODING_RULES} or a list of columns, got {encoding!r}"
             )
         self.name = name
+        self.device = self._check_device(device)
 
         self._column_weights = np.asarray(self._f) @ (self._g[0::2] - self._g[1::2])
         by_level, level_starts = self._group_levels()
@@ -142,62 +143,6 @@ class ProgrammingTable:
         self._g.setflags(write=False)
 
     # ------------------------------------------------------------------ validation
-    @staticmethod
-    def _validate_g_lst(g_lst: Any, n_pairs: int) -> np.ndarray:
-        """The ``2P x L`` conductances as a fresh C-ordered float64 array (microsiemens).
-
-        A 2-D numeric numpy array is checked as it is; anything else (nested
-        sequences, tensors, arrays of other dtypes) goes through :func:`as_rows`.
-        Either way the first bad entry in row-major order is the one named.
-        """
-        # exactly ndarray: subclasses (masked arrays, matrices) convert through tolist()
-        if type(g_lst) is np.ndarray and g_lst.ndim == 2 and g_lst.dtype.kind in "fiu":
-            check_row_count(g_lst.shape[0], n_pairs)
-            if g_lst.shape[1] == 0:
-                raise ValueError("g_lst rows must not be empty, got row 0 = []")
-            g = np.array(g_lst, dtype=np.float64, order="C")
-            bad = first_bad_conductance(g)
-            if bad is not None:
-                raise_bad_conductance(bad, g_lst[bad].item())
-            g += 0.0  # turns -0.0 into 0.0
-            return g
-
-        rows = as_rows(g_lst)
-        check_row_count(len(rows), n_pairs)
-        n_cols = len(rows[0])
-        if n_cols == 0:
-            raise ValueError("g_lst rows must not be empty, got row 0 = []")
-        # the rows up to the first ragged one, and in them up to the first non-number,
-        # are numbers: convert them at once and look for the first bad value there
-        ragged = next((i for i, row in enumerate(rows) if len(row) != n_cols), None)
-        n_rows = len(rows) if ragged is None else ragged
-        non_real = None
-        for i in range(n_rows):
-            j = first_non_real(rows[i])
-            if j is not None:
-                non_real, n_rows = (i, j), i
-                break
-        g = np.array(rows[:n_rows], dtype=np.float64).reshape(n_rows, n_cols)
-        bad = first_bad_conductance(g)
-        if bad is None and non_real is not None:
-            i, j = non_real
-            bad = first_bad_conductance(np.array(rows[i][:j], dtype=np.float64))
-            bad = None if bad is None else (i, bad[0])
-        if bad is not None:
-            raise_bad_conductance(bad, rows[bad[0]][bad[1]])
-        if non_real is not None:
-            i, j = non_real
-            raise ValueError(
-                f"g_lst[{i}][{j}] must be a real number of microsiemens, got {rows[i][j]!r}"
-            )
-        if ragged is not None:
-            raise ValueError(
-                f"g_lst is ragged: row 0 has {n_cols} columns but row {ragged} has "
-                f"{len(rows[ragged])}"
-            )
-        g += 0.0  # turns -0.0 into 0.0
-        return g
-
     def _check_range(self, g_min: Optional[float], g_max: Optional[float]) -> None:
         for bound, name, bad in (
             (g_min, "g_min", lambda g: g < g_min),
@@ -211,6 +156,13 @@ class ProgrammingTable:
                 side = "below g_min" if name == "g_min" else "above g_max"
                 raise ValueError(f"g_lst[{i}][{j}] = {float(self._g[i, j]):g} uS lies {side} = "
                                  f"{float(bound):g} uS")
+
+    def _check_device(self, device: Any) -> Optional[DeviceModel]:
+        if device is not None:
+            if not isinstance(device, DeviceModel):
+                raise TypeError(f"device must be a DeviceModel, got {type(device).__name__}")
+            device.check_conductances(self._g)
+        return device
 
     # --------------------------------------------------------------- level grouping
     def _group_levels(self) -> Tuple[np.ndarray, np.ndarray]:
@@ -420,6 +372,17 @@ class ProgrammingTable:
         table.name = name
         return table
 
+    def with_device(self, device: Optional[DeviceModel]) -> "ProgrammingTable":
+        """Return a copy carrying ``device`` (None: no device model); what it programs
+        (:meth:`programmed_hash`) is unchanged.
+
+        Raises:
+            ValueError: naming the first conductance that is not one of its levels.
+        """
+        table = self._copy()
+        table.device = table._check_device(device)
+        return table
+
     def _copy(self) -> "ProgrammingTable":
         table = object.__new__(ProgrammingTable)
         table.__dict__.update(self.__dict__)
@@ -466,10 +429,11 @@ class ProgrammingTable:
         rebuilds it.
 
         Keys: ``format`` (``"aihwkit-slicing-table"``), ``version`` (1), ``name``,
-        ``f_lst``, ``g_lst`` (microsiemens), ``g_min``, ``g_max`` and ``encoding`` (a
-        rule name or one column index per level).
+        ``f_lst``, ``g_lst`` (microsiemens), ``g_min``, ``g_max``, ``encoding`` (a
+        rule name or one column index per level) and, for a table with a device model,
+        ``device`` (``docs/devices.md``).
         """
-        return {
+        data = {
             "format": TABLE_FORMAT,
             "version": TABLE_FORMAT_VERSION,
             "name": self.name,
@@ -479,6 +443,9 @@ class ProgrammingTable:
             "g_max": self.g_max,
             "encoding": self.encoding,
         }
+        if self.device is not None:
+            data["device"] = self.device.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ProgrammingTable":
@@ -512,6 +479,7 @@ class ProgrammingTable:
             g_max=data.get("g_max"),
             encoding=data.get("encoding", "min_total"),
             name=data.get("name"),
+            device=None if data.get("device") is None else DeviceModel.from_dict(data["device"]),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -524,14 +492,15 @@ class ProgrammingTable:
             and self.g_min == other.g_min
             and self.g_max == other.g_max
             and self._selected == other._selected
+            and self.device == other.device
         )
 
     def __hash__(self) -> int:
         return hash(self.key)
 
     def content_hash(self) -> str:
-        """12 hex digits that equal for equal tables (name left out): records say
-        which table made them."""
+        """12 hex digits that equal for equal tables (name and device model left out):
+        records say which table made them."""
         return hashlib.sha256(repr(self.key).encode()).hexdigest()[:12]
 
     def programmed_hash(self) -> str:
@@ -572,6 +541,8 @@ class ProgrammingTable:
             args.append(f"encoding={self.encoding!r}")
         if self.name is not None:
             args.append(f"name={self.name!r}")
+        if self.device is not None:
+            args.append(f"device=<{self.device.n_levels} levels: {self.device.name or '...'}>")
         return f"ProgrammingTable({', '.join(args)})"
 
     def __getstate__(self) -> Dict[str, Any]:
@@ -580,6 +551,7 @@ class ProgrammingTable:
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        state.setdefault("device", None)  # pickles of earlier versions
         self.__dict__.update(state)
         self._g.setflags(write=False)
 

@@ -73,9 +73,11 @@ def simulate_columns(
     weights = torch.zeros(len(columns), n_samples, dtype=torch.float64)
     device_factors = [f for f in table.f_lst for _ in (0, 1)]  # f_k of gp_k and gm_k
     for device, f_k in enumerate(device_factors):
-        g_target = targets[device][:, None].expand(-1, n_samples).contiguous()
-        g_prog = model.apply_programming_noise_to_conductance(g_target.clone())
-        nu = model.generate_drift_coefficients(g_target.clone())
+        # one tensor for both calls, as aihwkit's apply_programming_noise passes them (a
+        # measured device model keeps its stuck draws on it for the drift coefficients)
+        g_target = targets[device][:, None].expand(-1, n_samples).clone()
+        g_prog = model.apply_programming_noise_to_conductance(g_target)
+        nu = model.generate_drift_coefficients(g_target)
         g_final = model.apply_drift_noise_to_conductance(g_prog, nu, t_inference)
         sign = 1.0 if device % 2 == 0 else -1.0
         weights += sign * f_k * g_final.double()

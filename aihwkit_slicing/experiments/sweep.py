@@ -56,6 +56,7 @@ from aihwkit.simulator.parameters.base import RPUConfigBase
 from aihwkit_slicing.design.assignment import TableAssignment
 from aihwkit_slicing.digital.spec import NAME_PATTERN, DigitalSlicing
 from aihwkit_slicing.integration.catalog import DEFAULT_SWEEP, make_converter, spec_name, table_of
+from aihwkit_slicing.integration.measured_noise import check_table
 from aihwkit_slicing.integration.noise_models import build_noise_model, check_times, default_times
 from aihwkit_slicing.experiments.results import (
     WEIGHT_METRICS,
@@ -278,7 +279,11 @@ def run_sweep(
         elif not isinstance(spec, DigitalSlicing):  # (checked when made)
             make_converter(spec)
     for name, spec in plan.noise_models.items():
-        check_times(plan.times, build_noise_model(spec, make_converter("aihwkit-1pair")), name)
+        noise_model = build_noise_model(spec, make_converter("aihwkit-1pair"))
+        check_times(plan.times, noise_model, name)
+        for table_name, table_spec in plan.tables.items():  # measured devices: levels known
+            for where, s in _parts(table_name, table_spec):
+                check_table(noise_model, table_of(s), where, name)
     for setting in plan.settings():
         plan.describe(setting, task.model)
 
@@ -348,6 +353,16 @@ def _warn_of_recorded_rules(plan: SweepPlan) -> None:
         if differ:
             warnings.warn(f"assignment {name!r} was chosen with {'; '.join(differ)}: its "
                           "row measures it in another setting", stacklevel=3)
+
+
+def _parts(name: str, spec: Any) -> List[Tuple[str, Any]]:
+    """``(display name, table spec)`` of a sweep's table, of each table of an
+    assignment, or of the table every slice of a digitally summed slicing stores."""
+    if isinstance(spec, DigitalSlicing):
+        return [(f"{name}: {spec_name(spec.slice_table)}", spec.slice_table)]
+    if not isinstance(spec, TableAssignment):
+        return [(name, spec)]
+    return [(f"{name}: {spec_name(s)}", s) for _, s in spec.distinct_specs()]
 
 
 def _check_compensation(compensation: Any) -> List[bool]:

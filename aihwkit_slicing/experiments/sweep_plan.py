@@ -18,6 +18,7 @@ on other workers changes no record.
 from __future__ import annotations
 
 import copy
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
@@ -45,6 +46,7 @@ from aihwkit_slicing.integration.catalog import (  # noqa: F401  (DEFAULT_*: re-
     spec_hash,
     table_of,
 )
+from aihwkit_slicing.integration.measured_noise import follows_tables
 from aihwkit_slicing.integration.noise_models import NoiseModelSpec, build_noise_model, check_times
 from aihwkit_slicing.integration.rpu_configs import make_rpu_config
 from aihwkit_slicing.integration.setting import (
@@ -131,7 +133,8 @@ class SweepPlan:
         level_noise = None
         if rule.noise_aware and table is not None and not isinstance(
                 spec, BaseConductanceConverter):
-            key = (table.programmed_hash(), noise_name, rule.noise_aware, compensation)
+            device = None if table.device is None else table.device.content_hash()
+            key = (table.programmed_hash(), device, noise_name, rule.noise_aware, compensation)
             if key not in self._level_noise:  # Monte Carlo, seeded: the same every time
                 self._level_noise[key] = seeded_level_noise(
                     table, self.noise_models[noise_name], noise_name, rule.noise_aware,
@@ -228,13 +231,19 @@ class SweepPlan:
             scale, per_channel, percentile = rule.scale, rule.per_channel, rule.percentile
             level = ",".join(f"{t:g}" for t in rule.noise_aware or ())
         probe = make_converter("aihwkit-1pair")
+        noise_model = build_noise_model(noise_spec, probe)
+        params = noise_params(noise_model)
+        if follows_tables(noise_model):  # "measured": each table's own device model
+            per_spec = list(dict.fromkeys(
+                noise_params(build_noise_model(noise_spec, make_converter(s))) for s in specs))
+            params = per_spec[0] if len(per_spec) == 1 else json.dumps(per_spec)
         described = SimulatedSetting(
             task=self.task, model_hash=self.model_hash, table=setting.table,
             table_hash=table_hash, n_devices=float(n_devices), n_levels=n_levels,
             scale=scale, per_channel=None if scale is None else bool(per_channel),
             percentile=float(percentile) if scale == "percentile" else None,
             level_noise=level, noise_model=setting.noise_model,
-            noise_params=noise_params(build_noise_model(noise_spec, probe)),
+            noise_params=params,
             compensation=bool(setting.compensation), peripherals=self.peripherals,
             mapping=self.mapping, rpu_config=rpu_config_id(self.rpu_config_for(probe, setting)),
             seed=self.seed,

@@ -20,6 +20,8 @@ from aihwkit.inference.noise.hermes import HermesNoiseModel
 from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
 from aihwkit.inference.noise.reram import ReRamWan2022NoiseModel
 
+from aihwkit_slicing.integration.measured_noise import MeasuredNoiseModel
+
 #: Inference times of a sweep, in seconds: 1 s, 1 h, 1 day, 1 month, 1 year, 10 years.
 DEFAULT_TIMES: List[float] = [1.0, 3600.0, 86400.0, 2592000.0, 31536000.0, 315360000.0]
 
@@ -27,6 +29,8 @@ NoiseModelFactory = Callable[[BaseConductanceConverter], BaseNoiseModel]
 NoiseModelSpec = Union[str, NoiseModelFactory, BaseNoiseModel, type]
 
 #: Noise models by name; each factory takes the converter the noise model drives.
+#: ``"measured"`` takes the device model of the table the converter programs
+#: (``docs/devices.md``).
 NOISE_MODELS: Dict[str, NoiseModelFactory] = {
     "pcm": lambda conv: PCMLikeNoiseModel(g_converter=conv),
     "hermes": lambda conv: HermesNoiseModel(g_converter=conv),
@@ -35,6 +39,7 @@ NOISE_MODELS: Dict[str, NoiseModelFactory] = {
     "none": lambda conv: PCMLikeNoiseModel(
         g_converter=conv, prog_noise_scale=0.0, read_noise_scale=0.0, drift_scale=0.0
     ),
+    "measured": lambda conv: MeasuredNoiseModel(g_converter=conv),
 }
 
 

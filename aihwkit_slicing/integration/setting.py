@@ -187,7 +187,11 @@ def jsonable(value: Any) -> bool:
 
 
 def noise_params(noise_model: Any) -> str:
-    """JSON of the noise model's parameters that differ from its class defaults."""
+    """JSON of the noise model's parameters that differ from its class defaults, or what
+    its own ``recorded_params()`` says (a measured device model: its content hash)."""
+    recorded = getattr(noise_model, "recorded_params", None)
+    if callable(recorded):
+        return recorded()
     try:
         default = type(noise_model)()
     except TypeError:

@@ -9,7 +9,8 @@ drifted and run, for
   ``BIT_WISE`` and ``SPLIT_MODE``, zero padding to 128 rows) and, behind a probe,
   ``InferenceRPUConfig`` (aihwkit's compiled tile);
 * noise models: ``PCMLikeNoiseModel``, ``CustomDriftPCMLikeNoiseModel``,
-  ``ReRamWan2022NoiseModel``, ``HermesNoiseModel``, ``StateIndependentNoiseModel``;
+  ``ReRamWan2022NoiseModel``, ``HermesNoiseModel``, ``StateIndependentNoiseModel`` and
+  our ``MeasuredNoiseModel`` (a device model at the table's levels);
 * with and without ``GlobalDriftCompensation``.
 
 Each case checks that every tile's noise model holds a deep copy of our converter and
@@ -42,7 +43,12 @@ from aihwkit.simulator.configs import (
 from aihwkit.simulator.parameters.enums import AnalogMVType
 from torch import Tensor, nn
 
-from aihwkit_slicing import QuantizedSlicedConductanceConverter, bit_sliced
+from aihwkit_slicing import (
+    DeviceModel,
+    MeasuredNoiseModel,
+    QuantizedSlicedConductanceConverter,
+    bit_sliced,
+)
 
 # aihwkit 1.1.0's HermesNoiseModel indexes with a list of bool tensors, which torch
 # deprecates (UserWarning on every call); not ours to fix.
@@ -75,6 +81,17 @@ def _custom_drift_model(conv) -> dict:
     }
 
 
+def _device_model(conv) -> DeviceModel:
+    """Per-level statistics at every conductance of ``conv``'s table (PCM-like sizes)."""
+    levels = sorted({float(g) for g in conv.table.conductances.ravel()})
+    top = levels[-1]
+    return DeviceModel(levels=tuple(levels),
+                       prog_std=tuple(0.3 + 0.03 * g for g in levels),
+                       nu_mean=tuple(0.08 - 0.04 * g / top for g in levels),
+                       nu_std=tuple(0.02 for _ in levels),
+                       read_std=tuple(0.01 * g for g in levels), t0=20.0)
+
+
 NOISE_MODELS: dict[str, Callable] = {
     "pcm": lambda conv: PCMLikeNoiseModel(g_converter=conv),
     "custom_drift_pcm": lambda conv: CustomDriftPCMLikeNoiseModel(
@@ -83,12 +100,13 @@ NOISE_MODELS: dict[str, Callable] = {
     "reram_wan2022": lambda conv: ReRamWan2022NoiseModel(g_converter=conv),
     "hermes": lambda conv: HermesNoiseModel(g_converter=conv),
     "state_independent": lambda conv: StateIndependentNoiseModel(g_converter=conv),
+    "measured": lambda conv: MeasuredNoiseModel(_device_model(conv), g_converter=conv),
 }
 #: Inference times in seconds; ReRamWan2022NoiseModel only knows its coeff_dic keys.
 DRIFT_TIMES = {"reram_wan2022": (1.0, 86400.0, 172800.0)}
 DEFAULT_DRIFT_TIMES = (1.0, 1.0e6)
 #: Models whose conductances decay with time (global drift compensation scales up).
-DECAYING = {"pcm", "custom_drift_pcm", "hermes", "state_independent"}
+DECAYING = {"pcm", "custom_drift_pcm", "hermes", "state_independent", "measured"}
 
 # ------------------------------------------------------------------- rpu configs
 CONFIGS = ["torch", "irdrop_bit_wise", "irdrop_split_mode", "compiled"]
