@@ -86,6 +86,7 @@ def _devices(text: str) -> List[int]:
 
 
 def run_frontier_command(args: argparse.Namespace) -> int:
+    from aihwkit_slicing.experiments.plotting import setting_caption
     from aihwkit_slicing.experiments.frontier import (
         FAMILIES,
         frontier_rows,
@@ -132,9 +133,8 @@ def run_frontier_command(args: argparse.Namespace) -> int:
     rows = frontier_rows(result, args.baseline)
     write_rows(rows, out / "frontier.csv")
     plot_frontier(rows, out / "frontier.png",
-                  title=f"{task.name}: {result.metric} against devices per weight\nPCM, "
-                  f"global drift compensation; quantized tables: mse clip per channel, "
-                  f"noise-aware at the times shown")
+                  title=f"{task.name}: {result.metric} against devices per weight, "
+                  f"paired to {args.baseline}", caption=setting_caption(result))
     print(format_frontier(rows, times))
     print(f"\nwrote {out / 'frontier.csv'}, {out / 'frontier.png'} and the sweep's "
           f"results.csv ({time.perf_counter() - start:.0f} s)")

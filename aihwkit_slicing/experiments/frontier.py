@@ -296,20 +296,29 @@ def _noise_name(noise_model: Any) -> str:
 
 
 def plot_frontier(rows: Sequence[FrontierRow], path: Union[str, Path],
-                  title: Optional[str] = None) -> Path:
+                  title: Optional[str] = None, caption: Optional[str] = None) -> Path:
     """Fidelity against devices per weight: one panel per time, one curve per family,
-    error bars the confidence interval of the mean over repeats. Returns the path."""
+    error bars the confidence interval of the mean over repeats (none for one repeat).
+    Accuracies are drawn in percent. ``caption`` (the simulated setting, e.g.
+    :func:`~aihwkit_slicing.experiments.plotting.setting_caption`) is wrapped under the
+    title. Returns the path."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from aihwkit_slicing.experiments.plotting import display_scale
     from aihwkit_slicing.experiments.results import format_time
 
     times = sorted({row.t_inference for row in rows})
     if not times:
         raise ValueError("no frontier rows to plot")
-    figure, axes = plt.subplots(1, len(times), figsize=(5.2 * len(times), 4.2),
+    first = rows[0]
+    factor, label = display_scale(first.metric)
+    width = 5.2 * len(times) + 1.6
+    figure, axes = plt.subplots(1, len(times), figsize=(width, 4.6),
                                 squeeze=False, sharey=True)
     families = [f for f in FAMILIES if any(row.family == f for row in rows)]
     colors = plt.get_cmap("tab10")
@@ -322,9 +331,11 @@ def plot_frontier(rows: Sequence[FrontierRow], path: Union[str, Path],
             # families side by side around each device count (a few % apart)
             shift = 1.0 + 0.025 * (index - (len(families) - 1) / 2)
             x = [row.n_devices * shift for row in points]
-            y = [row.mean for row in points]
-            below = [row.mean - row.low if row.repeats > 1 else 0.0 for row in points]
-            above = [row.high - row.mean if row.repeats > 1 else 0.0 for row in points]
+            y = [factor * row.mean for row in points]
+            below = [factor * (row.mean - row.low) if row.repeats > 1 else 0.0
+                     for row in points]
+            above = [factor * (row.high - row.mean) if row.repeats > 1 else 0.0
+                     for row in points]
             style = "--" if family.startswith("digital") else "-"
             panel.errorbar(x, y, yerr=[below, above], linestyle=style, marker="o",
                            capsize=3, color=colors(index), label=family)
@@ -334,12 +345,17 @@ def plot_frontier(rows: Sequence[FrontierRow], path: Union[str, Path],
         panel.set_xlabel("devices per weight")
         panel.set_title(f"t = {format_time(t)}")
         panel.grid(alpha=0.3)
-    first = rows[0]
-    axes[0][0].set_ylabel(f"{first.metric} (mean, {first.confidence:.0%} CI over "
-                          f"{first.repeats} repeats)")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    figure.suptitle(title or f"{first.metric} against devices per weight, by family",
-                    fontsize=10)
+    repeats = sorted({row.repeats for row in rows})
+    bars = ("no interval (one repeat)" if repeats[-1] < 2 else
+            f"{first.confidence:.0%} t-interval of the mean over {repeats[0]}"
+            f"{'' if len(repeats) == 1 else f' to {repeats[-1]}'} repeats")
+    axes[0][0].set_ylabel(f"{label}, mean")
+    axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    heading = title or f"{first.metric} against devices per weight, by family"
+    characters = int(width * 14)  # about 14 characters of 8-point text per inch
+    note = f"{caption}; error bars: {bars}" if caption else f"error bars: {bars}"
+    figure.suptitle(heading + "\n" + "\n".join(textwrap.wrap(note, characters)),
+                    fontsize=9)
     figure.tight_layout()
     path = Path(path)
     figure.savefig(path, dpi=120)
