@@ -111,6 +111,9 @@ class AnalogSlicedBase(AnalogContainerBase, Module):
 
     slices: ModuleList
     bias: Optional[Parameter]
+    #: The floating-point weight last given to :meth:`set_weights` (None after
+    #: ``load_state_dict``): what the sum of the slices approximates.
+    reference_weight: Optional[Tensor] = None
     #: How the ``[out]`` bias broadcasts over the output (channels first for conv).
     _BIAS_VIEW: Tuple[int, ...] = (-1,)
 
@@ -192,6 +195,8 @@ class AnalogSlicedBase(AnalogContainerBase, Module):
         weight = weight.reshape(shape)
         for layer, part in zip(self.slices, self.slicing.split(weight), strict=True):
             layer.set_weights(part)
+        # the weight the slices stand for (each tile knows only its own slice's target)
+        self.reference_weight = weight.detach().clone()
         if bias is None:
             return
         if self.bias is None:
@@ -299,6 +304,7 @@ class AnalogSlicedBase(AnalogContainerBase, Module):
         Raises:
             ValueError: if the saved slicing differs from this layer's.
         """
+        self.reference_weight = None  # the loaded slices stand for a weight not known here
         saved = WeightSlicing(
             state["n_slices"], state["significance"], state.get("bits_per_slice"),
             state.get("levels_per_slice"),

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from aihwkit_slicing.core.device_state import state_of
+from aihwkit_slicing.digital.layers import AnalogSlicedBase
 
 
 @torch.no_grad()
@@ -24,22 +25,38 @@ def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
 
     For every analog tile, the effective weights (current tile weights times the drift
     compensation factor ``alpha``) are compared with the weights the tile was
-    programmed from, relative to that tile's ``max|w|``.
+    programmed from, relative to that tile's ``max|w|``. A digitally summed layer
+    (:class:`~aihwkit_slicing.digital.layers.AnalogSlicedBase`) counts as one: the sum
+    of its slices' effective weights against the floating-point weight it was given,
+    relative to that weight's ``max|w|`` (so the rounding of the split counts, and a
+    low-significance slice weighs what it contributes); a sliced layer loaded from a
+    state dict, which does not know that weight, is left out.
 
     Returns:
         ``weight_rms_error``: root mean square of the relative error over all weights;
-        ``weight_max_error``: the largest relative error.
+        ``weight_max_error``: the largest relative error (both NaN if nothing counts).
     """
     squares, count, worst = 0.0, 0, 0.0
+    sliced_tiles = set()
+    pairs = []
+    for module in analog_model.modules():
+        if isinstance(module, AnalogSlicedBase):
+            sliced_tiles.update(id(tile) for tile in module.analog_tiles())
+            if module.reference_weight is not None:
+                weights = module.get_weights(drift_compensation=True)[0]
+                pairs.append((weights, module.reference_weight))
     for tile in analog_model.analog_tiles():
         reference = getattr(tile, "reference_combined_weights", None)
-        if reference is None:
+        if reference is None or id(tile) in sliced_tiles:
             continue
         weights = tile.tile.get_weights().to(reference.device)
         alpha = getattr(tile, "alpha", None)
         if alpha is not None:  # one factor per tile, or one per output (row of [out, in])
             alpha = alpha.to(weights)
             weights = weights * (alpha.reshape(-1, 1) if alpha.numel() > 1 else alpha)
+        pairs.append((weights, reference))
+    for weights, reference in pairs:
+        weights = weights.to(reference.device)
         scale = reference.abs().max().clamp(min=torch.finfo(reference.dtype).tiny)
         error = ((weights - reference) / scale).double()
         squares += float(error.square().sum())
@@ -47,7 +64,6 @@ def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
         worst = max(worst, float(error.abs().max()))
     rms = math.sqrt(squares / count) if count else float("nan")
     return {"weight_rms_error": rms, "weight_max_error": worst if count else float("nan")}
-
 
 
 def clipped_fractions(analog_model: nn.Module) -> Dict[str, float]:

@@ -112,6 +112,46 @@ def test_weight_errors_are_zero_before_any_noise():
     assert stats["weight_rms_error"] < 1e-6 and stats["weight_max_error"] < 1e-5
 
 
+def test_a_digitally_summed_layer_counts_the_rounding_of_its_split():
+    """Each slice's tile knows only its slice's target; the error must be the sum of the
+    slices against the floating-point weight (7 levels per weight here: not 0)."""
+    from aihwkit.nn import AnalogSequential
+
+    from aihwkit_slicing.digital.layers import AnalogSlicedLinear
+    from aihwkit_slicing.digital.slicing import WeightSlicing
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 8, bias=False)
+    slicing = WeightSlicing(2, "base", levels_per_slice=2)
+    config = make_rpu_config(make_converter("aihwkit-1pair"), "none", compensation=False)
+    layer = AnalogSlicedLinear.from_digital(linear, config, 2, "base", levels_per_slice=2).eval()
+    layer.program_analog_weights()
+    weight = linear.weight.detach().double()
+    expected = (slicing.combine(slicing.split(weight)) - weight) / weight.abs().max()
+    stats = weight_errors(AnalogSequential(layer))
+    assert stats["weight_rms_error"] == pytest.approx(float(expected.square().mean().sqrt()),
+                                                      rel=1e-4)
+    assert stats["weight_max_error"] == pytest.approx(float(expected.abs().max()), rel=1e-4)
+    assert stats["weight_rms_error"] > 0.01
+
+
+def test_a_sliced_layer_loaded_from_a_state_dict_is_left_out_of_weight_errors():
+    from aihwkit.nn import AnalogSequential
+
+    from aihwkit_slicing.digital.layers import AnalogSlicedLinear
+    from aihwkit_slicing.digital.slicing import WeightSlicing
+
+    slicing = WeightSlicing(2, "base", levels_per_slice=2)
+    config = make_rpu_config(make_converter("aihwkit-1pair"), "none", compensation=False)
+    first = AnalogSlicedLinear.from_digital(torch.nn.Linear(8, 4), config, 2, "base",
+                                                levels_per_slice=2)
+    second = AnalogSlicedLinear.from_digital(torch.nn.Linear(8, 4), config, 2, "base",
+                                                levels_per_slice=2)
+    second.load_state_dict(first.state_dict())
+    stats = weight_errors(AnalogSequential(second))
+    assert math.isnan(stats["weight_rms_error"]) and math.isnan(stats["weight_max_error"])
+
+
 def test_results_are_written_as_csv_and_png(task, tmp_path):
     result = run_sweep(task, tables=["seed"], times=[1.0, 3600.0], repeats=2, progress=False)
     csv_path = result.write_csv(tmp_path / "results.csv")
