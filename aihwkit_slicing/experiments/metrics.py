@@ -25,12 +25,16 @@ def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
 
     For every analog tile, the effective weights (current tile weights times the drift
     compensation factor ``alpha``) are compared with the weights the tile was
-    programmed from, relative to that tile's ``max|w|``. A digitally summed layer
-    (:class:`~aihwkit_slicing.digital.layers.AnalogSlicedBase`) counts as one: the sum
-    of its slices' effective weights against the floating-point weight it was given,
-    relative to that weight's ``max|w|`` (so the rounding of the split counts, and a
-    low-significance slice weighs what it contributes); a sliced layer loaded from a
-    state dict, which does not know that weight, is left out.
+    programmed from, relative to that tile's ``max|w|`` (in the tile's units: with
+    per-column mapping, ``weight_scaling_columnwise``, every output's weights are
+    scaled to the same maximum, so the error is relative to that output's ``max|w|``).
+    A digitally summed layer (:class:`~aihwkit_slicing.digital.layers.AnalogSlicedBase`)
+    counts as one: the sum of its slices' effective weights against the floating-point
+    weight it was given, relative to the same maximum (per output where its slices map
+    per column), so the rounding of the split counts and a low-significance slice
+    weighs what it contributes; one equal slice gives the numbers of its tile. A
+    sliced layer loaded from a state dict, which does not know that weight, is left
+    out.
 
     Returns:
         ``weight_rms_error``: root mean square of the relative error over all weights;
@@ -44,7 +48,10 @@ def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
             sliced_tiles.update(id(tile) for tile in module.analog_tiles())
             if module.reference_weight is not None:
                 weights = module.get_weights(drift_compensation=True)[0]
-                pairs.append((weights, module.reference_weight))
+                reference = module.reference_weight.to(weights.device)
+                rows = (reference.shape[0], -1)
+                pairs.append((weights.reshape(rows), reference.reshape(rows),
+                              _columnwise(module)))
     for tile in analog_model.analog_tiles():
         reference = getattr(tile, "reference_combined_weights", None)
         if reference is None or id(tile) in sliced_tiles:
@@ -54,16 +61,26 @@ def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
         if alpha is not None:  # one factor per tile, or one per output (row of [out, in])
             alpha = alpha.to(weights)
             weights = weights * (alpha.reshape(-1, 1) if alpha.numel() > 1 else alpha)
-        pairs.append((weights, reference))
-    for weights, reference in pairs:
+        pairs.append((weights, reference, False))
+    for weights, reference, per_output in pairs:
         weights = weights.to(reference.device)
-        scale = reference.abs().max().clamp(min=torch.finfo(reference.dtype).tiny)
+        largest = reference.abs().amax(dim=1, keepdim=True) if per_output else \
+            reference.abs().max()
+        scale = largest.clamp(min=torch.finfo(reference.dtype).tiny)
         error = ((weights - reference) / scale).double()
         squares += float(error.square().sum())
         count += error.numel()
         worst = max(worst, float(error.abs().max()))
     rms = math.sqrt(squares / count) if count else float("nan")
     return {"weight_rms_error": rms, "weight_max_error": worst if count else float("nan")}
+
+
+def _columnwise(layer: nn.Module) -> bool:
+    """Whether ``layer``'s tiles scale every output's weights apart (per-column
+    mapping)."""
+    tile = next(layer.analog_tiles(), None)
+    mapping = getattr(getattr(tile, "rpu_config", None), "mapping", None)
+    return bool(getattr(mapping, "weight_scaling_columnwise", False))
 
 
 def clipped_fractions(analog_model: nn.Module) -> Dict[str, float]:

@@ -56,9 +56,17 @@ def test_one_equal_slice_is_the_continuous_pair_record_for_record(task):
     random numbers), same tiles, same numbers."""
     result = run_sweep(task, tables=["aihwkit-1pair", "digital-1-equal"], times=[86400.0],
                        repeats=2, progress=False)
-    pair = [r["value"] for r in result.records if r["table"] == "aihwkit-1pair"]
-    sliced = [r["value"] for r in result.records if r["table"] == "digital-1-equal"]
-    assert sliced == pair
+    def values(table, weight_metric):
+        return [r["value"] for r in result.records if r["table"] == table
+                and r["metric"].startswith("weight_") == weight_metric]
+
+    # what the network computes: identical
+    assert values("digital-1-equal", False) == values("aihwkit-1pair", False)
+    # the weight errors: the same errors, measured on the sliced layer in its own units
+    # (divided by each output's max|w|) rather than in the tile's scaled units: equal to
+    # float rounding
+    assert values("digital-1-equal", True) == pytest.approx(values("aihwkit-1pair", True),
+                                                            rel=1e-7, abs=0)
 
 
 def test_a_digital_row_records_its_devices_and_identity(task):
