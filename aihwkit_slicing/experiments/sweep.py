@@ -437,6 +437,24 @@ def _prepare_folder(out: Path, plan: SweepPlan, reference: Dict[str, float],
     return results_file, done, units
 
 
+def _same_reference(before: Any, now: Any) -> bool:
+    """Whether two ``sweep.json`` reference dicts score the same evaluation (equal keys,
+    values equal to a relative 1e-6)."""
+    if not isinstance(before, dict) or not isinstance(now, dict) or set(before) != set(now):
+        return False
+    try:
+        return all(math.isclose(float(before[k]), float(now[k]), rel_tol=1e-6, abs_tol=1e-9)
+                   or (math.isnan(float(before[k])) and math.isnan(float(now[k])))
+                   for k in now)
+    except (TypeError, ValueError):
+        return False
+
+
+def _device_type(device: Any) -> str:
+    """``"cuda"`` for ``"cuda:1"``, ``"cpu"`` for ``"cpu"`` (what draws the numbers)."""
+    return str(device).split(":", 1)[0]
+
+
 def _check_resumable(path: Path, manifest: Dict[str, Any], plan: SweepPlan) -> None:
     """Raise ``ValueError`` unless ``path`` describes the sweep ``plan`` is (naming the
     first setting field, or sweep field, that differs)."""
@@ -453,6 +471,14 @@ def _check_resumable(path: Path, manifest: Dict[str, Any], plan: SweepPlan) -> N
                          "output folder")
     differing = [k for k in ("task", "model_hash", "metric", "times", "repeats", "seed")
                  if json.dumps(previous.get(k)) != json.dumps(manifest.get(k))]
+    # the same network scored by another evaluation (other samples, another metric
+    # function) reports other reference values; threads may move them by a rounding
+    if not _same_reference(previous.get("reference"), manifest.get("reference")):
+        differing.append("reference")
+    # another device type draws other random numbers for the same seeds: its repeats
+    # would neither pair with these nor average with them
+    if _device_type(previous.get("device")) != _device_type(manifest.get("device")):
+        differing.append("device")
     if differing:
         key = differing[0]
         raise ValueError(f"cannot resume: {path.parent} holds a sweep with other "

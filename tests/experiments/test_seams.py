@@ -145,6 +145,36 @@ def test_resume_names_the_setting_field_that_differs(task, tmp_path):
                   repeats=1, mapping="tensor", progress=False)
 
 
+def test_resume_refuses_the_same_network_scored_by_another_evaluation(task, tmp_path):
+    """Records of two evaluations (here: the full split and its first 100 samples) must
+    not be summarised side by side, nor the reference overwritten."""
+    from aihwkit_slicing.experiments.models.digits import accuracy, load_digits_split
+
+    run_sweep(task, out=tmp_path, tables=["seed"], times=[1.0], repeats=1, progress=False)
+    before = json.loads((tmp_path / "sweep.json").read_text())["reference"]
+    _, _, x_test, y_test = load_digits_split()
+    fewer = Task("digits", task.model,
+                 lambda model: {"accuracy": accuracy(model, x_test[:100], y_test[:100])},
+                 "accuracy")
+    with pytest.raises(ValueError, match="other reference"):
+        run_sweep(fewer, out=tmp_path, resume=True, tables=["seed"], times=[1.0],
+                  repeats=1, progress=False)
+    assert json.loads((tmp_path / "sweep.json").read_text())["reference"] == before
+
+
+def test_resume_refuses_repeats_drawn_on_another_device_type(task, tmp_path):
+    """CUDA draws other numbers than the CPU for the same seed: its repeats would not pair
+    with the CPU's (common random numbers) nor belong in one mean."""
+    run_sweep(task, out=tmp_path, tables=["seed"], times=[1.0], repeats=1, progress=False)
+    path = tmp_path / "sweep.json"
+    manifest = json.loads(path.read_text())
+    manifest["device"] = "cuda:0"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="other device"):
+        run_sweep(task, out=tmp_path, resume=True, tables=["seed"], times=[1.0],
+                  repeats=1, progress=False)
+
+
 def test_resume_without_a_sweep_description_refuses_to_delete_results(task, tmp_path):
     run_sweep(task, out=tmp_path, tables=["seed"], times=[1.0], repeats=1, progress=False)
     (tmp_path / "sweep.json").unlink()
