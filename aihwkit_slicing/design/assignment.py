@@ -266,15 +266,13 @@ class TableAssignment:
         peripherals = peripherals or recorded.get("peripherals", "ideal")
         mapping = mapping or recorded.get("mapping", "column")
         rule = self.scaling_rule()
-        noise_name = noise_model if isinstance(noise_model, str) else (
-            getattr(noise_model, "__name__", None) or type(noise_model).__name__)
 
         def converter(spec: TableSpec) -> BaseConductanceConverter:
             table = table_of(spec)
             noise = None
             if rule.noise_aware and table is not None and not isinstance(
                     spec, BaseConductanceConverter):
-                noise = seeded_level_noise(table, noise_model, noise_name, rule.noise_aware,
+                noise = seeded_level_noise(table, noise_model, rule.noise_aware,
                                            compensation)
             return make_converter(spec, scale=rule.scale, per_channel=rule.per_channel,
                                   percentile=rule.percentile, level_noise=noise)

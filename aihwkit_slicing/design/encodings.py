@@ -36,7 +36,7 @@ from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.integration.noise_models import build_noise_model
 from aihwkit_slicing.core.quantize import LevelNoise
 from aihwkit_slicing.core.tables import ProgrammingTable
-from aihwkit_slicing.integration.setting import stable_seed
+from aihwkit_slicing.integration.setting import noise_params, stable_seed
 
 
 def _noise_model_for(table: ProgrammingTable, noise_model: Any) -> BaseNoiseModel:
@@ -242,17 +242,29 @@ def level_noise(
         per_time, f"{name} at t = {', '.join(f'{float(t):g}' for t in times)} s")
 
 
-def seeded_level_noise(table: ProgrammingTable, noise_model: Any, noise_name: str,
+def seeded_level_noise(table: ProgrammingTable, noise_model: Any,
                        times: Sequence[float], compensation: bool) -> LevelNoise:
     """``table``'s :func:`level_noise` for noise-aware clipping, its Monte Carlo seeded by
     what the table programs (:meth:`ProgrammingTable.programmed_hash`: not its name, nor
-    redundant columns) and ``noise_name`` only.
+    redundant columns) and what the noise model is (:func:`noise_model_identity`: its class
+    and parameters, not the label a caller gives it).
 
     Level noise is a property of the table under a noise model (the expected error of
     each level), not a draw of an experiment: sweeps, allocations and assignments all
-    call this, so a table gets the same clip whatever seed, name or JSON round trip it
-    comes with. The caller's random state stays as it was."""
+    call this, so a table gets the same clip whatever seed, name, label or JSON round
+    trip it comes with. The caller's random state stays as it was."""
     with torch.random.fork_rng(devices=[]):
         return level_noise(table, noise_model, list(times), compensation=compensation,
                            seed=stable_seed("level noise", table.programmed_hash(),
-                                            noise_name))
+                                            noise_model_identity(noise_model, table)))
+
+
+def noise_model_identity(noise_model: Any, table: ProgrammingTable) -> str:
+    """What a noise model is, as text: its class and the parameters
+    :func:`~aihwkit_slicing.integration.setting.noise_params` records, for a spec (a
+    registered name, a class, a factory) the model it builds for ``table``. The same
+    model given as ``"pcm"``, as ``PCMLikeNoiseModel()`` or by a factory under any
+    label has one identity."""
+    built = build_noise_model(noise_model, QuantizedSlicedConductanceConverter.from_table(
+        table))
+    return f"{type(built).__module__}.{type(built).__qualname__}:{noise_params(built)}"

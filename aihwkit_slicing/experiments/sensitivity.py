@@ -143,8 +143,7 @@ def measure_sensitivities(
         table = table_of(spec)
         level_noise = None
         if noise_aware and table is not None:
-            level_noise = seeded_level_noise(table, noise_model, noise_name(noise_model),
-                                             times, compensation)
+            level_noise = seeded_level_noise(table, noise_model, times, compensation)
         converter = make_converter(spec, scale=scale, per_channel=per_channel,
                                    level_noise=level_noise)
         configs[name] = make_rpu_config(converter, noise_model, compensation, "ideal",

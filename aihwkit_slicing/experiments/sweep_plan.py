@@ -137,8 +137,7 @@ class SweepPlan:
             key = (table.programmed_hash(), device, noise_name, rule.noise_aware, compensation)
             if key not in self._level_noise:  # Monte Carlo, seeded: the same every time
                 self._level_noise[key] = seeded_level_noise(
-                    table, self.noise_models[noise_name], noise_name, rule.noise_aware,
-                    compensation)
+                    table, self.noise_models[noise_name], rule.noise_aware, compensation)
             level_noise = self._level_noise[key]
         return make_converter(spec, scale=rule.scale, per_channel=rule.per_channel,
                               percentile=rule.percentile, level_noise=level_noise)

@@ -103,7 +103,7 @@ def test_noise_aware_clipping_simulates_each_tables_device():
                      noise_models={"measured": "measured"}, compensations=[True],
                      times=[86400.0], repeats=1, seed=0, noise_aware=[86400.0])
     for name, table in tables.items():
-        expected = seeded_level_noise(table, "measured", "measured", [86400.0], True)
+        expected = seeded_level_noise(table, "measured", [86400.0], True)
         assert plan.converter(table, "measured").level_noise == expected, name
     assert plan.converter(tables["quiet"], "measured").level_noise != plan.converter(
         tables["noisy"], "measured").level_noise
