@@ -33,6 +33,7 @@ from aihwkit_slicing.integration.catalog import (
     make_converter,
     spec_hash,
     spec_name,
+    table_of,
 )
 from aihwkit_slicing.integration.setting import short_hash
 
@@ -52,8 +53,11 @@ class DigitalSlicing:
         n_slices: analog tiles per layer (one per slice), at least 1.
         significance: ``"equal"``, ``"base"`` or ``"binary"`` (see
             :class:`~aihwkit_slicing.digital.slicing.WeightSlicing`).
-        levels: for ``"base"`` the levels of magnitude per slice, for ``"binary"`` the
-            bits per slice; None for ``"equal"``.
+        levels: for ``"base"`` the levels of magnitude per slice (default 2), for
+            ``"binary"`` the bits per slice (default 1); None for ``"equal"``. The
+            identity (:meth:`content_hash`, :meth:`key`) uses the value the split uses
+            (:attr:`levels_used`), so ``digital-2-base`` and ``digital-2-base-2`` are one
+            setting.
         slice_table: how each slice's tile stores its weight: a table name, a
             :class:`ProgrammingTable` or an aihwkit converter (default
             :data:`DEFAULT_SLICE_TABLE`). Quantized tables are scaled as the sweep
@@ -91,9 +95,9 @@ class DigitalSlicing:
     def weight_slicing(self) -> WeightSlicing:
         """The :class:`WeightSlicing` of every layer."""
         if self.significance == "binary":
-            return WeightSlicing(self.n_slices, "binary", bits_per_slice=self.levels or 1)
+            return WeightSlicing(self.n_slices, "binary", bits_per_slice=self.levels)
         if self.significance == "base":
-            return WeightSlicing(self.n_slices, "base", levels_per_slice=self.levels or 2)
+            return WeightSlicing(self.n_slices, "base", levels_per_slice=self.levels)
         if self.levels is not None:
             raise ValueError(f"levels only apply to 'base' and 'binary' slicing, got "
                              f"levels={self.levels!r} with significance={self.significance!r}")
@@ -122,23 +126,48 @@ class DigitalSlicing:
         """Devices one weight occupies: slices times the slice table's devices."""
         return self.n_slices * devices_per_weight(make_converter(self.slice_table))
 
-    def levels_per_weight(self) -> Optional[float]:
-        """Distinct weight levels the split leaves (``"base"``/``"binary"``: ``2 x L**n
-        - 1`` with sign), None where the split does not quantize (``"equal"``)."""
+    @property
+    def levels_used(self) -> Optional[int]:
+        """:attr:`levels` as the split uses it: the levels per slice of ``"base"``
+        (default 2), the bits per slice of ``"binary"`` (default 1), None for
+        ``"equal"``."""
         slicing = self.weight_slicing()
+        if self.significance == "binary":
+            return slicing.bits_per_slice
+        return slicing.levels_per_slice
+
+    def levels_per_weight(self) -> Optional[float]:
+        """Distinct weight levels, as a table's ``n_levels`` counts them; None where
+        nothing quantizes (``"equal"`` slices on a continuous slice table).
+
+        * ``"equal"`` on a quantized slice table of ``T`` levels: ``T`` (every slice
+          gets the same weight and scale, so all hold the same level);
+        * ``"base"``/``"binary"``: the split leaves ``2 x L**n - 1`` levels (with
+          sign); on a quantized slice table of ``T`` levels each tile re-quantizes its
+          slice, which leaves at most ``T**n``: the smaller of the two (an upper bound
+          where the table's levels miss some digits).
+        """
+        slicing = self.weight_slicing()
+        table = table_of(self.slice_table)
+        table_levels = None if table is None else table.n_levels
         if slicing.levels_per_slice is None:
-            return None
-        return float(2 * slicing.levels_per_slice ** self.n_slices - 1)
+            return None if table_levels is None else float(table_levels)
+        split = 2 * slicing.levels_per_slice ** self.n_slices - 1
+        if table_levels is None:
+            return float(split)
+        return float(min(split, table_levels ** self.n_slices))
 
     def content_hash(self) -> str:
-        """16 hex digits of the slicing and what each slice programs (name left out)."""
-        text = json.dumps([self.n_slices, self.significance, self.levels,
+        """16 hex digits of the slicing and what each slice programs (name left out;
+        :attr:`levels_used`, so that a default spelled out is the same slicing)."""
+        text = json.dumps([self.n_slices, self.significance, self.levels_used,
                            spec_hash(self.slice_table)])
         return short_hash("digital:" + text)
 
     def key(self) -> Tuple[Any, ...]:
         """What the slicing simulates (name left out)."""
-        return (self.n_slices, self.significance, self.levels, spec_hash(self.slice_table))
+        return (self.n_slices, self.significance, self.levels_used,
+                spec_hash(self.slice_table))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DigitalSlicing):

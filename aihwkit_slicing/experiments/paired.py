@@ -16,7 +16,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from scipy import stats
 
-from aihwkit_slicing.experiments.results import SweepResult, format_time
+from aihwkit_slicing.experiments.results import (
+    SweepResult,
+    format_time,
+    short_value,
+    varying_fields,
+)
 
 
 @dataclass(frozen=True)
@@ -106,20 +111,29 @@ def paired_differences(result: SweepResult, baseline: str, metric: Optional[str]
 
 
 def format_paired(rows: Sequence[PairedDifference], times: Sequence[float]) -> str:
-    """A text table: per table, the mean paired difference and its interval at each time."""
+    """A text table: per table and setting, the mean paired difference and its interval
+    at each time. The noise model and drift compensation get a column where they vary
+    among the rows (as in :meth:`SweepResult.format_summary`), so that no two lines read
+    alike."""
     if not rows:
         return "(no paired differences)"
     first = rows[0]
-    cells: Dict[Tuple[str, str, bool], Dict[float, PairedDifference]] = {}
+    varying = varying_fields([{"noise_model": r.noise_model, "compensation": r.compensation}
+                              for r in rows])
+    cells: Dict[Tuple[Any, ...], Dict[float, PairedDifference]] = {}
     for row in rows:
-        cells.setdefault((row.table, row.noise_model, row.compensation), {})[
+        cells.setdefault((row.table,) + tuple(getattr(row, k) for k in varying), {})[
             row.t_inference] = row
     width = max(20, *(len(key[0]) for key in cells))
-    head = f"{'table':<{width}s}" + "".join(f" {format_time(t):>24s}" for t in times)
+    extra_width = [max(len(k), *(len(short_value(key[1 + i])) for key in cells))
+                   for i, k in enumerate(varying)]
+    head = f"{'table':<{width}s}" + "".join(
+        f" {k:<{w}s}" for k, w in zip(varying, extra_width)) + "".join(
+        f" {format_time(t):>24s}" for t in times)
     lines = [f"{first.metric} minus {first.baseline!r}, same repeats (common random "
              f"numbers): mean [{first.confidence:.0%} t-interval]", head, "-" * len(head)]
-    for (table, _, _), by_time in cells.items():
-        text = ""
+    for key, by_time in cells.items():
+        text = "".join(f" {short_value(v):<{w}s}" for v, w in zip(key[1:], extra_width))
         for t in times:
             row = by_time.get(t)
             if row is None:
@@ -128,5 +142,5 @@ def format_paired(rows: Sequence[PairedDifference], times: Sequence[float]) -> s
                 text += f" {row.mean:+.4f} (1 repeat)".rjust(25)
             else:
                 text += f" {row.mean:+.4f} [{row.low:+.4f}, {row.high:+.4f}]".rjust(25)
-        lines.append(f"{table:<{width}s}{text}")
+        lines.append(f"{key[0]:<{width}s}{text}")
     return "\n".join(lines)

@@ -1,9 +1,10 @@
 """Pictures: sweep results against time, and the conductances of programmed devices.
 
 * :func:`plot_sweep` -- the main figure of a sweep, for any metric of its records: the
-  metric against time (one colour per table, solid with drift compensation, dashed
-  without, a band of the 95 % t-interval of the mean over repeats) and the metric per
-  table at 1 day and 1 year, best first, with the same intervals as error bars; a
+  metric against time (one line per table and setting: one colour per table and noise
+  model (or other varying setting), solid with drift compensation, dashed without, a
+  band of the 95 % t-interval of the mean over repeats) and the metric per table and
+  setting at 1 day and 1 year, best first, with the same intervals as error bars; a
   caption states the noise model, drift compensation, scaling and mapping;
 * :func:`plot_metric_vs_time` -- the first panel alone, on given axes;
 * :func:`plot_metric_at_times` -- the second panel alone;
@@ -29,6 +30,8 @@ from aihwkit_slicing.experiments.results import (
     SweepResult,
     format_time,
     scaling_note,
+    short_value,
+    varying_fields,
 )
 
 #: Marked on the time axis, in seconds.
@@ -90,6 +93,9 @@ def setting_caption(result: SweepResult, metric: Optional[str] = None) -> str:
     def values(key: str) -> List[Any]:
         return list(dict.fromkeys(r.get(key) for r in rows))
 
+    noise_models = ", ".join(map(str, values("noise_model")))
+    noise = (f"noise model {noise_models}" if len(values("noise_model")) < 2 else
+             f"noise models {noise_models} (each its own line, labelled)")
     compensation = values("compensation")
     if len(compensation) > 1:
         drift = "global drift compensation (solid) and none (dashed)"
@@ -98,17 +104,46 @@ def setting_caption(result: SweepResult, metric: Optional[str] = None) -> str:
             "no drift compensation"
     mapping = ", ".join("per-column" if m == "column" else "per-tensor"
                         for m in values("mapping"))
-    return (f"noise model {', '.join(map(str, values('noise_model')))}; {drift}; scaling of "
+    return (f"{noise}; {drift}; scaling of "
             f"quantized tables: {scaling_note(rows)}; {mapping} weight mapping; "
             f"{', '.join(map(str, values('peripherals')))} peripherals")
 
 
-def _lines(result: SweepResult, metric: str) -> Dict[Tuple[str, Any], List[Dict[str, Any]]]:
-    """Summary rows grouped by (table, compensation), in first-seen order."""
-    lines: Dict[Tuple[str, Any], List[Dict[str, Any]]] = {}
+def _lines(result: SweepResult, metric: str) -> Dict[Tuple[str, str], List[Dict[str, Any]]]:
+    """Summary rows grouped by (table, setting id): one line per table and setting
+    (noise model, compensation, ...), in first-seen order."""
+    lines: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     for row in result.summary(metric):
-        lines.setdefault((row["table"], row["compensation"]), []).append(row)
+        lines.setdefault((row["table"], row["setting_id"]), []).append(row)
     return lines
+
+
+def _setting_parts(row: Dict[str, Any], varying: Sequence[str], short: bool = False
+                   ) -> List[str]:
+    """What tells ``row``'s setting apart from the others of its table: the fields of
+    ``varying`` (:func:`~aihwkit_slicing.experiments.results.varying_fields`), e.g.
+    ``["noise model pcm", "not compensated"]`` (``short``: ``"no comp."``)."""
+    parts = []
+    for key in varying:
+        value = row.get(key)
+        if key == "compensation":
+            parts.append(("comp." if value else "no comp.") if short else
+                         ("compensated" if value else "not compensated"))
+        elif value is not None:  # the scaling fields of a continuous table: None
+            parts.append(f"{key.replace('_', ' ')} {short_value(value) or 'none'}")
+    return parts
+
+
+def _colour_keys(rows: Sequence[Dict[str, Any]], varying: Sequence[str]
+                 ) -> Dict[Tuple[Any, ...], str]:
+    """A colour per table and varying setting but drift compensation (which the line
+    style shows)."""
+    keys = dict.fromkeys(_colour_key(r, varying) for r in rows)
+    return {key: f"C{i % 10}" for i, key in enumerate(keys)}
+
+
+def _colour_key(row: Dict[str, Any], varying: Sequence[str]) -> Tuple[Any, ...]:
+    return (row["table"],) + tuple(row.get(k) for k in varying if k != "compensation")
 
 
 def _devices(row: Dict[str, Any]) -> str:
@@ -123,7 +158,9 @@ def plot_metric_vs_time(result: SweepResult, path: Union[str, Path, None] = None
     """A metric (default: the main one) against time after programming (log axis), one
     line per table.
 
-    One colour per table; solid lines with drift compensation, dashed without; the
+    One line per table and setting, labelled with the parts of the setting that vary
+    (noise model, compensation, ...); one colour per table and varying setting but
+    compensation; solid lines with drift compensation, dashed without; the
     shaded band is the ``level`` t-interval of the mean over repeats (none for one
     repeat); the dotted black line is the floating-point network. The legend gives
     each table's devices per weight; the title says what was simulated (noise model,
@@ -137,23 +174,22 @@ def plot_metric_vs_time(result: SweepResult, path: Union[str, Path, None] = None
     if own_figure:
         fig, ax = plt.subplots(figsize=(7.5, 5))
     lines = _lines(result, metric)
-    tables = list(dict.fromkeys(table for table, _ in lines))
-    colours = {t: f"C{i % 10}" for i, t in enumerate(tables)}
-    both = len({comp for _, comp in lines}) > 1
-    for (table, comp), points in lines.items():
+    varying = varying_fields(result.summary(metric))
+    colours = _colour_keys([points[0] for points in lines.values()], varying)
+    for (table, _), points in lines.items():
         points.sort(key=lambda r: r["t_inference"])
         t = [max(p["t_inference"], 0.1) for p in points]
         mean = [factor * p["value_mean"] for p in points]
-        label_line = f"{table} ({_devices(points[0])})"
-        if both:
-            label_line += ", compensated" if comp else ", not compensated"
-        ax.plot(t, mean, marker="o", markersize=3, color=colours[table],
-                linestyle="-" if comp else "--", label=label_line)
+        label_line = ", ".join([f"{table} ({_devices(points[0])})"]
+                               + _setting_parts(points[0], varying))
+        colour = colours[_colour_key(points[0], varying)]
+        ax.plot(t, mean, marker="o", markersize=3, color=colour,
+                linestyle="-" if points[0]["compensation"] else "--", label=label_line)
         half = [t_interval(p, level) for p in points]
         if all(h is not None for h in half):
             ax.fill_between(t, [m - factor * h for m, h in zip(mean, half)],
                             [m + factor * h for m, h in zip(mean, half)],
-                            color=colours[table], alpha=0.15, linewidth=0)
+                            color=colour, alpha=0.15, linewidth=0)
     reference = result.reference.get(metric)
     if reference is not None:
         ax.axhline(factor * reference, color="black", linestyle=":", label="floating point")
@@ -181,12 +217,15 @@ def plot_metric_vs_time(result: SweepResult, path: Union[str, Path, None] = None
 def plot_metric_at_times(result: SweepResult, times: Sequence[float] = PANEL_TIMES,
                          ax: Any = None, path: Union[str, Path, None] = None,
                          metric: Optional[str] = None, level: float = LEVEL) -> Any:
-    """A metric (default: the main one) per table at a few times, with error bars of
-    the ``level`` t-interval of the mean over repeats (none for one repeat).
+    """A metric (default: the main one) per table and setting at a few times, with
+    error bars of the ``level`` t-interval of the mean over repeats (none for one
+    repeat).
 
-    Tables are sorted best first by the metric at the last of ``times`` (highest first,
-    lowest for lower-is-better metrics such as weight errors), as the title says. Times
-    not in the sweep are left out (the last swept time stands in if none is there).
+    One column per table and setting (noise model, compensation, ...: each labelled with
+    the parts that vary), sorted best first by the metric at the last of ``times``
+    (highest first, lowest for lower-is-better metrics such as weight errors), as the
+    title says. Times not in the sweep are left out (the last swept time stands in if
+    none is there).
     """
     metric = result.check_metric(metric)
     factor, label = display_scale(metric)
@@ -196,30 +235,33 @@ def plot_metric_at_times(result: SweepResult, times: Sequence[float] = PANEL_TIM
         fig, ax = plt.subplots(figsize=(6, 4.5))
     times = [t for t in times if t in result.times] or result.times[-1:]
     rows = [r for r in result.summary(metric) if r["t_inference"] in times]
-    labels = list(dict.fromkeys((r["table"], r["compensation"]) for r in rows))
-    last = {(r["table"], r["compensation"]): r["value_mean"] for r in rows
+    varying = varying_fields(result.summary(metric))
+    first = {(r["table"], r["setting_id"]): r for r in reversed(rows)}
+    labels = list(dict.fromkeys((r["table"], r["setting_id"]) for r in rows))
+    last = {(r["table"], r["setting_id"]): r["value_mean"] for r in rows
             if r["t_inference"] == times[-1]}
     sign = -1.0 if result.higher_is_better(metric) else 1.0
     labels.sort(key=lambda key: sign * last.get(key, -sign * float("inf")))
-    both = len({comp for _, comp in labels}) > 1
     width = 0.8 / max(1, len(times))
     for i, t in enumerate(times):
-        by_label = {(r["table"], r["compensation"]): r for r in rows if r["t_inference"] == t}
+        by_label = {(r["table"], r["setting_id"]): r for r in rows if r["t_inference"] == t}
         xs = [j + (i - (len(times) - 1) / 2) * width for j in range(len(labels))]
         half = [t_interval(by_label[k], level) if k in by_label else None for k in labels]
         ax.errorbar(xs, [factor * by_label[k]["value_mean"] if k in by_label else float("nan")
                          for k in labels],
                     yerr=[factor * h if h is not None else 0.0 for h in half],
                     fmt="o", capsize=3, label=f"after {format_time(t)}")
-    names = [table + ("" if not both else (" (comp.)" if comp else " (no comp.)"))
-             for table, comp in labels]
+    parts = {key: _setting_parts(first[key], varying, short=True) for key in labels}
+    names = [key[0] + (f" ({', '.join(parts[key])})" if parts[key] else "")
+             for key in labels]
     ax.set_xticks(range(len(labels)), names, rotation=30, ha="right", fontsize="small")
     reference = result.reference.get(metric)
     if reference is not None:
         ax.axhline(factor * reference, color="black", linestyle=":", label="floating point")
     ax.set_ylabel(f"{label}\n(mean; bars: {interval_note(result, metric, level)})",
                   fontsize="small")
-    ax.set_title(f"per table, best first at {format_time(times[-1])}")
+    per = "per table and setting" if varying else "per table"
+    ax.set_title(f"{per}, best first at {format_time(times[-1])}")
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     if own_figure:

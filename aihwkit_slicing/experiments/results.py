@@ -129,11 +129,7 @@ class SweepResult:
         times = list(times or self.times)
         metric = self.check_metric(metric)
         rows = self.summary(metric)
-        quantized = [r for r in rows if r.get("scale")]
-        varying = [k for k in ("noise_model", "compensation", "mapping", "peripherals")
-                   if len({r.get(k) for r in rows}) > 1]
-        varying += [k for k in ("scale", "per_channel", "level_noise")
-                    if len({r.get(k) for r in quantized}) > 1]
+        varying = varying_fields(rows)
         settings: Dict[Tuple, Dict[float, Dict[str, Any]]] = {}
         for row in rows:
             key = (row["table"], row["n_devices"]) + tuple(row.get(k) for k in varying)
@@ -142,7 +138,7 @@ class SweepResult:
                        for t in times] for key, by_time in settings.items()}
         cell_width = max([13] + [len(c) for row in cells.values() for c in row])
         width = max([20] + [len(str(key[0])) for key in settings])
-        extra_width = [max(len(k), *(len(_short(s[2 + i])) for s in settings))
+        extra_width = [max(len(k), *(len(short_value(s[2 + i])) for s in settings))
                        for i, k in enumerate(varying)]
         head = f"{'table':<{width}s} {'dev':>4s}" + "".join(
             f" {k:<{w}s}" for k, w in zip(varying, extra_width)) + "".join(
@@ -155,7 +151,7 @@ class SweepResult:
                  f"{scaling_note(rows)}", head, "-" * len(head)]
         for key, row_cells in cells.items():
             table, n_dev = key[0], key[1]
-            extras = "".join(f" {_short(v):<{w}s}" for v, w in zip(key[2:], extra_width))
+            extras = "".join(f" {short_value(v):<{w}s}" for v, w in zip(key[2:], extra_width))
             lines.append(f"{table:<{width}s} {_devices(n_dev):>4s}{extras}" + "".join(
                 f" {cell:>{cell_width}s}" for cell in row_cells))
         return "\n".join(lines)
@@ -215,7 +211,23 @@ def _devices(n_devices: Any) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.2f}"
 
 
-def _short(value: Any) -> str:
+#: Setting fields that tell apart rows of one table (besides its devices), in the order
+#: summaries show them; the last three only among quantized tables.
+SETTING_PARTS = ("noise_model", "compensation", "mapping", "peripherals", "scale",
+                 "per_channel", "level_noise")
+
+
+def varying_fields(rows: Sequence[Dict[str, Any]]) -> List[str]:
+    """The fields of :data:`SETTING_PARTS` whose values differ among summary rows or
+    records (the scaling fields among those of quantized tables only): what a row's
+    label must show besides its table to tell it apart."""
+    quantized = [r for r in rows if r.get("scale")]
+    varying = [k for k in SETTING_PARTS[:4] if len({r.get(k) for r in rows}) > 1]
+    return varying + [k for k in SETTING_PARTS[4:] if len({r.get(k) for r in quantized}) > 1]
+
+
+def short_value(value: Any) -> str:
+    """A setting value as summaries print it: booleans as ``on``/``off``."""
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)

@@ -44,6 +44,7 @@ from aihwkit_slicing.integration.catalog import (  # noqa: F401  (DEFAULT_*: re-
     levels_per_weight,
     make_converter,
     spec_hash,
+    spec_name,
     table_of,
 )
 from aihwkit_slicing.integration.measured_noise import follows_tables
@@ -211,24 +212,8 @@ class SweepPlan:
             levels = levels_per_weight(converter)
             n_levels = levels if math.isfinite(levels) else None
             table_hash = spec_hash(spec)
-        scale: Optional[str] = None
-        per_channel: Optional[bool] = None
-        percentile: Optional[float] = None
-        level = ""
-        given = [s for s in specs if isinstance(s, BaseConductanceConverter)
-                 and table_of(s) is not None]
-        own = given and len(specs) == 1 and not isinstance(spec, DigitalSlicing)
-        if own:  # our converter, with its own settings
-            converter = given[0]
-            scale, per_channel, percentile = (converter.scale, converter.per_channel,
-                                              converter.percentile)
-            noise = converter.level_noise
-            if noise is not None:
-                level = "given:" + short_hash(repr((noise.mean, noise.mean_square)), 12)
-        elif any(table_of(s) is not None for s in specs):
-            rule = self.scaling_rule(spec)
-            scale, per_channel, percentile = rule.scale, rule.per_channel, rule.percentile
-            level = ",".join(f"{t:g}" for t in rule.noise_aware or ())
+        scale, per_channel, percentile, level = self.applied_scaling(setting.table, spec,
+                                                                     specs)
         probe = make_converter("aihwkit-1pair")
         noise_model = build_noise_model(noise_spec, probe)
         params = noise_params(noise_model)
@@ -250,6 +235,50 @@ class SweepPlan:
         self._described[setting] = described
         return described
 
+    def applied_scaling(self, name: str, spec: SweepTable, specs: List[TableSpec]
+                        ) -> Tuple[Optional[str], Optional[bool], Optional[float], str]:
+        """``(scale, per_channel, percentile, level_noise)`` the quantized tiles of the
+        sweep's table ``name`` (``spec``, made of ``specs``) are scaled with, as a record
+        states them; ``(None, None, None, "")`` where nothing is quantized.
+
+        Our converters keep their own rule and level noise (:func:`make_converter`
+        deep-copies them; no noise-aware level noise is drawn for them); tables get
+        :meth:`scaling_rule`. A record states one rule, so a table whose quantized parts
+        are scaled by different rules (converters of different settings, or a converter
+        and a table scaled by the sweep's other rule) is refused.
+
+        Raises:
+            ValueError: one line naming ``name``, its tables and their rules.
+        """
+        rules: Dict[Tuple[Any, ...], List[str]] = {}
+        for part in specs:
+            if table_of(part) is None:  # continuous: no scaling
+                continue
+            if isinstance(part, BaseConductanceConverter):  # our converter, as given
+                noise = part.level_noise
+                level = "" if noise is None else "given:" + short_hash(
+                    repr((noise.mean, noise.mean_square)), 12)
+                applied = (part.scale, bool(part.per_channel), part.percentile, level)
+                whose = "its converter"
+            else:
+                rule = self.scaling_rule(spec)
+                applied = (rule.scale, bool(rule.per_channel), rule.percentile,
+                           ",".join(f"{t:g}" for t in rule.noise_aware or ()))
+                whose = ("the assignment's" if isinstance(spec, TableAssignment) and spec.scale
+                         else "the sweep's")
+            if applied[0] != "percentile":
+                applied = applied[:2] + (None,) + applied[3:]
+            rules.setdefault(applied, []).append(f"{spec_name(part)} ({whose})")
+        if not rules:
+            return None, None, None, ""
+        if len(rules) > 1:
+            raise ValueError(
+                f"table {name!r} scales its quantized tables by different rules, which its "
+                "records cannot state as one: " + "; ".join(
+                    f"{', '.join(parts)}: {_rule_text(rule)}" for rule, parts in rules.items())
+                + " (give its converters the same scaling, or tables instead)")
+        return next(iter(rules))
+
     def unit_seed(self, repeat: int) -> int:
         """The seed of repeat ``repeat``'s programming: the sweep's seed and the repeat
         only (common random numbers, see the module docstring)."""
@@ -264,6 +293,15 @@ class SweepPlan:
             "times": self.times, "repeats": self.repeats, "seed": self.seed,
             "device": self.device, "lower_is_better": self.lower_is_better,
         })
+
+
+def _rule_text(rule: Tuple[Any, ...]) -> str:
+    scale, per_channel, percentile, level = rule
+    text = scale + (f" {percentile:g}" if percentile is not None else "")
+    text += " per channel" if per_channel else " per tensor"
+    if level.startswith("given:"):
+        return text + ", its own level noise"
+    return text + (f", noise-aware at {level} s" if level else "")
 
 
 # ====================================================================== units

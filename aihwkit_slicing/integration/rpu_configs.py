@@ -6,13 +6,15 @@
 sweep's defaults too (``"mse"`` clip per output channel), so a model converted with
 ``make_rpu_config("seed")`` by hand is programmed exactly as a sweep row of ``"seed"``
 is (seeded as the sweep seeds a unit, it gives the very same numbers; see
-docs/sweeps.md).
+docs/sweeps.md). A row of a ``noise_aware`` sweep takes the same ``noise_aware`` times:
+the level noise is then the sweep's
+(:func:`~aihwkit_slicing.integration.level_noise.seeded_level_noise`).
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Optional
+from typing import Optional, Sequence
 
 from aihwkit.inference.compensation.drift import GlobalDriftCompensation
 from aihwkit.inference.converter.base import BaseConductanceConverter
@@ -24,8 +26,11 @@ from aihwkit_slicing.integration.catalog import (
     DEFAULT_SCALE,
     TableSpec,
     make_converter,
+    table_of,
 )
+from aihwkit_slicing.core.validation import validate_times
 from aihwkit_slicing.integration.compat import check_compiled_tile
+from aihwkit_slicing.integration.level_noise import seeded_level_noise
 from aihwkit_slicing.integration.noise_models import NoiseModelSpec, build_noise_model
 
 PERIPHERALS = ("ideal", "realistic")
@@ -42,6 +47,7 @@ def make_rpu_config(
     scale: str = DEFAULT_SCALE,
     per_channel: bool = DEFAULT_PER_CHANNEL,
     percentile: float = 99.9,
+    noise_aware: Optional[Sequence[float]] = None,
 ) -> RPUConfigBase:
     """An inference rpu_config whose noise model is driven by a table or a converter.
 
@@ -67,13 +73,28 @@ def make_rpu_config(
         scale, per_channel, percentile: the scaling rule of a table given by name or
             as a table (default: the sweep's, ``"mse"`` per output channel; the
             converter class's own default is aihwkit's ``"max"`` per tensor).
+        noise_aware: inference times in seconds, as ``run_sweep(noise_aware=...)``
+            takes them: a table's ``"mse"`` clip then weighs each level's expected error
+            under ``noise_model`` at those times, with the level noise a sweep draws
+            (the same seeded Monte Carlo), so the rpu_config is that of the sweep's row.
+            Ignored, as in a sweep, for converters (they keep their own level noise)
+            and continuous tables.
 
     Raises:
-        ValueError: for an unknown table name, peripherals or mapping (naming it).
+        ValueError: for an unknown table name, peripherals or mapping (naming it), bad
+            ``noise_aware`` times, or ``noise_aware`` with a scale other than ``"mse"``.
     """
     if not isinstance(converter, BaseConductanceConverter):
+        level_noise = None
+        table = table_of(converter)
+        if noise_aware:
+            times = validate_times(noise_aware)
+            if scale != "mse":
+                raise ValueError(f"noise_aware needs scale='mse', got scale={scale!r}")
+            if table is not None:
+                level_noise = seeded_level_noise(table, noise_model, times, compensation)
         converter = make_converter(converter, scale=scale, per_channel=per_channel,
-                                   percentile=percentile)
+                                   percentile=percentile, level_noise=level_noise)
     if peripherals not in PERIPHERALS:
         raise ValueError(f"peripherals must be one of {PERIPHERALS}, got {peripherals!r}")
     if mapping not in MAPPINGS:
@@ -88,3 +109,4 @@ def make_rpu_config(
         rpu_config.mapping.weight_scaling_omega = 1.0
         rpu_config.mapping.weight_scaling_columnwise = True
     return rpu_config
+

@@ -19,8 +19,10 @@ def task():
     ("digital-2-equal", 2, "equal", None, 4, None),
     ("digital-2-base-4", 2, "base", 4, 4, 31.0),
     ("digital-3-binary-2", 3, "binary", 2, 6, 127.0),
-    ("digital-2-equal@1x16lvl", 2, "equal", None, 4, None),
-    ("digital-2-equal@4x4lvl-base", 2, "equal", None, 16, None),
+    ("digital-2-equal@1x16lvl", 2, "equal", None, 4, 31.0),  # the table's 31 levels
+    ("digital-2-equal@4x4lvl-base", 2, "equal", None, 16, 511.0),
+    ("digital-2-base-4@seed", 2, "base", 4, 8, 31.0),  # min(2 * 4**2 - 1, 7**2)
+    ("digital-3-binary-1@seed", 3, "binary", 1, 12, 15.0),
 ])
 def test_a_name_gives_the_slicing_it_says(name, slices, significance, levels, devices,
                                           weight_levels):
@@ -49,6 +51,32 @@ def test_the_identity_leaves_the_name_out():
     assert named.content_hash() != DigitalSlicing(2, "base", 8).content_hash()
     assert named != DigitalSlicing(2, "base", 4)  # names differ
     assert DigitalSlicing(2, "base", 4) == DigitalSlicing.from_name("digital-2-base-4")
+
+
+@pytest.mark.parametrize("default, spelled_out", [
+    ("digital-2-base", "digital-2-base-2"), ("digital-2-binary", "digital-2-binary-1"),
+    ("digital-3-base@1x16lvl", "digital-3-base-2@1x16lvl")])
+def test_a_default_spelled_out_is_the_same_slicing(default, spelled_out):
+    a, b = DigitalSlicing.from_name(default), DigitalSlicing.from_name(spelled_out)
+    assert a.weight_slicing() == b.weight_slicing()
+    assert a.content_hash() == b.content_hash() and a.key() == b.key()
+    assert a.levels_used == b.levels_used == int(spelled_out.split("@")[0][-1])
+
+
+def test_zero_bits_are_refused_not_read_as_the_default():
+    with pytest.raises(ValueError, match="bits_per_slice must be at least 1"):
+        DigitalSlicing(2, "binary", 0)
+
+
+def test_defaults_spelled_out_share_a_sweep_row_and_quantized_slices_record_levels(task):
+    result = run_sweep(task, tables=["digital-2-base", "digital-2-base-2",
+                                     "digital-2-equal@1x16lvl"],
+                       times=[1.0], repeats=1, progress=False, noise_models=["none"])
+    rows = {r["table"]: r for r in result.of_metric()}
+    assert rows["digital-2-base"]["setting_id"] == rows["digital-2-base-2"]["setting_id"]
+    assert rows["digital-2-base"]["table_hash"] == rows["digital-2-base-2"]["table_hash"]
+    assert rows["digital-2-base"]["n_levels"] == 7.0
+    assert rows["digital-2-equal@1x16lvl"]["n_levels"] == 31.0
 
 
 def test_one_equal_slice_is_the_continuous_pair_record_for_record(task):

@@ -86,3 +86,30 @@ def test_the_sweep_command_prints_paired_differences(tmp_path, capsys):
     assert "digital-2-equal" in out.split("same repeats")[1]
     assert main(args + ["--baseline", "nope"]) == 2
     assert "--baseline 'nope' is not a swept table" in capsys.readouterr().err
+
+
+def test_rows_of_one_table_in_two_settings_say_which_is_which():
+    """With compensation on and off (or two noise models), one table has a line per
+    setting: each line names its setting, as the sweep's summary does."""
+    recs = []
+    for noise in ("none", "pcm"):
+        for compensation, shift in ((True, 0.02), (False, 0.01)):
+            for repeat, base in enumerate((0.90, 0.92)):
+                common = dict(noise_model=noise, compensation=compensation,
+                              t_inference=86400.0, repeat=repeat, metric="cosine")
+                recs.append(dict(common, table="base", setting_id=f"b{noise}{compensation}",
+                                 value=base))
+                recs.append(dict(common, table="seed", setting_id=f"s{noise}{compensation}",
+                                 value=base + shift + (noise == "pcm") * 0.1))
+    swept = SweepResult(recs, {"cosine": 1.0}, "cosine", "t", [86400.0])
+    lines = format_paired(paired_differences(swept, "base"), [86400.0]).splitlines()
+    assert lines[1].split() == ["table", "noise_model", "compensation", "1", "day"]
+    rows = [line.split()[:4] for line in lines[3:]]
+    assert rows == [["seed", "none", "on", "+0.0200"], ["seed", "none", "off", "+0.0100"],
+                    ["seed", "pcm", "on", "+0.1200"], ["seed", "pcm", "off", "+0.1100"]]
+
+
+def test_one_setting_adds_no_columns():
+    text = format_paired(paired_differences(result({"a": [0.5, 0.6], "b": [0.6, 0.8]}), "a"),
+                         [86400.0])
+    assert text.splitlines()[1].split() == ["table", "1", "day"]

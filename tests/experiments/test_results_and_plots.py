@@ -132,6 +132,43 @@ def test_lower_is_better_metrics_sort_lowest_first():
     plt.close("all")
 
 
+def two_noise_models(metric="weight_rms_error"):
+    """Tables a and b under the noise models none and pcm, one repeat: pcm is 10x worse
+    everywhere, and b is better than a under none but worse under pcm."""
+    values = {("a", "none"): [0.01, 0.02, 0.03], ("a", "pcm"): [0.10, 0.20, 0.30],
+              ("b", "none"): [0.005, 0.01, 0.02], ("b", "pcm"): [0.20, 0.30, 0.40]}
+    records = [dict(task="t", table=table, setting_id=f"id-{table}-{noise}", n_devices=4.0,
+                    n_levels=7.0, scale="mse", per_channel=True, level_noise="",
+                    noise_model=noise, compensation=True, peripherals="ideal",
+                    mapping="column", t_inference=t, repeat=0, metric=metric, value=v)
+               for (table, noise), by_time in values.items()
+               for t, v in zip(TIMES, by_time)]
+    return SweepResult(records, {}, "accuracy", "t", list(TIMES)), values
+
+
+def test_each_noise_model_gets_its_own_labelled_line_and_column():
+    result, values = two_noise_models()
+    ax = plot_metric_vs_time(result, metric="weight_rms_error")
+    drawn = {line.get_label(): [round(y, 9) for y in line.get_ydata()]
+             for line in ax.get_lines() if not line.get_label().startswith("_")}
+    assert drawn == {f"{table} (4 devices/weight), noise model {noise}":
+                     [round(100 * v, 9) for v in by_time]
+                     for (table, noise), by_time in values.items()}
+    colours = [line.get_color() for line in ax.get_lines()[:4]]
+    assert len(set(colours)) == 4
+    plt.close("all")
+    figure = plot_sweep(result, metric="weight_rms_error")
+    right = figure.axes[1]
+    assert right.get_title() == "per table and setting, best first at 1 year"
+    ticks = [t.get_text() for t in right.get_xticklabels()]
+    assert ticks == ["b (noise model none)", "a (noise model none)", "a (noise model pcm)",
+                     "b (noise model pcm)"]  # ranked on each one's own value at 1 year
+    one_year = right.containers[-1].lines[0].get_ydata()
+    assert [round(y, 9) for y in one_year] == [2.0, 3.0, 30.0, 40.0]
+    assert "noise models none, pcm (each its own line, labelled)" in figure.texts[0].get_text()
+    plt.close("all")
+
+
 def test_conductance_histograms_label_counts_and_microsiemens():
     from aihwkit.nn.conversion import convert_to_analog
 

@@ -309,3 +309,70 @@ def test_a_bad_recorded_setting_is_named():
         TableAssignment({"*": "seed"}, recorded={"mapping": "rows"})
     with pytest.raises(ValueError, match="unknown key 'noise'"):
         TableAssignment({"*": "seed"}, recorded={"noise": "pcm"})
+
+
+# ================================================= converters keep their own scaling
+def own_converter(name, **scaling):
+    from aihwkit_slicing import QuantizedSlicedConductanceConverter
+    from aihwkit_slicing.integration.catalog import NAMED_TABLES
+
+    return QuantizedSlicedConductanceConverter.from_table(NAMED_TABLES[name], **scaling)
+
+
+def scaling_of(record):
+    return record["scale"], record["per_channel"], record["level_noise"]
+
+
+def test_a_converter_as_the_slice_table_is_recorded_with_the_scaling_its_tiles_use(task):
+    """A slice table given as our converter keeps its own rule (no noise-aware level
+    noise is drawn for it): the record says so, not the sweep's rule."""
+    from aihwkit_slicing.digital.spec import DigitalSlicing
+    from aihwkit_slicing.experiments.sweep_plan import Setting, SweepPlan
+
+    sliced = DigitalSlicing(2, "equal", name="d",
+                            slice_table=own_converter("1x16lvl", scale="max",
+                                                      per_channel=False))
+    result = run_sweep(task, tables=[sliced], times=[1.0], repeats=1, progress=False,
+                       noise_models=["none"], noise_aware=[86400.0])
+    assert {scaling_of(r) for r in result.records} == {("max", False, "")}
+    plan = SweepPlan(task="digits", metric="accuracy", model_hash="0", tables={"d": sliced},
+                     noise_models={"none": "none"}, compensations=[True], times=[1.0],
+                     repeats=1, seed=0, noise_aware=[86400.0])
+    analog = plan.analog_model(task.model, Setting("d", "none", True))
+    used = {(c.scale, c.per_channel, c.level_noise) for c in
+            (tile.rpu_config.noise_model.g_converter for tile in analog.analog_tiles())}
+    assert used == {("max", False, None)}
+
+
+def test_an_assignment_of_converters_records_their_common_scaling(task):
+    assignment = TableAssignment({"features": own_converter("1x16lvl", scale="max",
+                                                            per_channel=False),
+                                  "*": own_converter("seed", scale="max", per_channel=False)})
+    result = run_sweep(task, tables={"a": assignment}, times=[1.0], repeats=1,
+                       progress=False, noise_models=["none"])
+    assert {scaling_of(r) for r in result.records} == {("max", False, "")}
+
+
+def test_an_assignment_of_a_converter_and_a_table_of_the_same_rule_is_recorded(task):
+    assignment = TableAssignment({"features": own_converter("1x16lvl", scale="mse",
+                                                            per_channel=True),
+                                  "*": "seed"})
+    result = run_sweep(task, tables={"a": assignment}, times=[1.0], repeats=1,
+                       progress=False, noise_models=["none"])
+    assert {scaling_of(r) for r in result.records} == {("mse", True, "")}
+
+
+@pytest.mark.parametrize("other, message", [
+    (lambda: "seed", "1x16lvl \\(its converter\\): max per tensor; seed \\(the sweep's\\): "
+                     "mse per channel"),
+    (lambda: own_converter("seed", scale="mse", per_channel=True),
+     "1x16lvl \\(its converter\\): max per tensor; seed \\(its converter\\): mse per channel"),
+])
+def test_an_assignment_mixing_scaling_rules_is_refused_naming_its_tables(task, other, message):
+    assignment = TableAssignment({"features": own_converter("1x16lvl", scale="max",
+                                                            per_channel=False),
+                                  "*": other()}, name="mixed")
+    with pytest.raises(ValueError, match="table 'mixed' scales its quantized tables by "
+                                         "different rules.*" + message):
+        run_sweep(task, tables=[assignment], times=[1.0], repeats=1, progress=False,
+                  noise_models=["none"])
