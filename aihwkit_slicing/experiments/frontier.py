@@ -230,7 +230,7 @@ def run_frontier(
     noise_model: Any = "pcm",
     compensation: bool = True,
     tuned: bool = True,
-    allocation_repeats: int = 2,
+    allocation_repeats: int = 1,
     out: Union[str, Path, None] = None,
     resume: bool = False,
     threads: Optional[int] = None,
@@ -249,7 +249,8 @@ def run_frontier(
         tuned: tune the quantized families' encodings and the allocation's candidates
             for the noise model (False: plain tables, for quick runs).
         allocation_repeats: programmings per layer and candidate of the allocation's
-            measurement.
+            measurement (default 1: on MiniLM one is 37 layers x 6 candidates network
+            evaluations per time).
         out, resume, threads, workers, progress: as for
             :func:`~aihwkit_slicing.experiments.sweep.run_sweep` (``out`` holds the
             sweep's records; :func:`frontier_rows` makes the frontier of them).

@@ -94,6 +94,7 @@ def test_frontier_quick_runs_from_the_command_line(tmp_path, capsys):
     (["--devices", "3"], "--devices takes even integers >= 2"),
     (["--families", "nope"], "unknown family 'nope'"),
     (["--baseline", "npair-equal@64"], "--baseline must be a swept configuration"),
+    (["--allocation-repeats", "0"], "--allocation-repeats"),
 ])
 def test_bad_frontier_options_are_one_line(args, message, capsys, tmp_path):
     code = main(["frontier", "--model", "digits", "--out", str(tmp_path), *args])
