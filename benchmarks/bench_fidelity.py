@@ -16,8 +16,8 @@
    are also measured by the same simulation (:func:`simulated_tnmse`).
 
 Writes ``fidelity.csv``, ``fidelity_minilm.png`` / ``fidelity_digits.png``,
-``optimized-<table>.json`` and ``optimizer_vs_wpo.json`` to ``--out``. ``--quick`` runs a small version (digits only,
-one repeat, a tiny WPO budget) for the tests.
+``optimized-<table>.json`` and ``optimizer_vs_wpo.json`` to ``--out``. ``--quick`` runs a
+small version (digits only, one repeat, a tiny WPO budget) for the tests.
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"  ours: {comparison['ours']['table']}: simulated {comparison['ours']['simulated']:.5f} "
           f"in {comparison['ours']['seconds']:.1f} s")
     print(f"  WPO : simulated {comparison['wpo']['simulated']:.5f} (its own loss "
-          f"{comparison['wpo']['objective_own']:.5f}, baseline {comparison['wpo']['baseline_own']:.5f})"
+          f"{comparison['wpo']['objective_own']:.5f}, "
+          f"baseline {comparison['wpo']['baseline_own']:.5f})"
           f" in {comparison['wpo']['seconds']:.1f} s")
     print(f"  aihwkit 4 pairs F=[1,1,1,1]: simulated "
           f"{comparison['aihwkit 4 pairs F=[1,1,1,1]']['simulated']:.5f}")

@@ -25,6 +25,7 @@ def test_bench_convert_runs_and_prints_ratios():
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "memory-copy bound" in done.stdout and "CustomPair vs ours" in done.stdout
+    assert done.stdout.count("(target: at most") == 4  # two ratios per table
     assert "4x4lvl-base, mse per channel:" in done.stdout.split(
         "peak extra memory of our round trip")[-1]
 
@@ -57,6 +58,7 @@ def test_bench_scale_quick_prints_ratios_against_aihwkit(capsys):
     out = capsys.readouterr().out
     assert "x the sort" in out and "aihwkit NPair F=[1,1,1,1]" in out
     assert out.count("program") >= 2 and "(1.00x)" in out
+    assert "ours program vs aihwkit NPair" in out and "(target: at most 1.00x)" in out
 
 
 def test_bench_sweep_quick_compares_engines_and_records(capsys):

@@ -35,7 +35,7 @@ module level.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
@@ -45,7 +45,9 @@ ATTRIBUTE = "_aihwkit_slicing_devices"
 #: Entries of a produced tensor compared first when looking for a copy of it.
 PROBE_SIZE = 16
 
-Decoder = Callable[[List[Tensor], Tensor], Tensor]
+#: ``decode(conductances, scale, dtype)``: the weights the conductances produce, computed
+#: as if the conductances were in ``dtype`` (the weights' dtype).
+Decoder = Callable[[List[Tensor], Tensor, torch.dtype], Tensor]
 
 
 class DeviceState:
@@ -54,15 +56,19 @@ class DeviceState:
     Args:
         table_key: :attr:`ProgrammingTable.key` of the table the devices belong to.
         conductances: ``2P`` tensors in microsiemens (``gp0, gm0, gp1, ...``), the
-            shape of the weights.
+            shape of the weights: in the weights' dtype, or stored compactly in
+            float16 (see ``compact_state`` of
+            :class:`~aihwkit_slicing.core.converter.QuantizedSlicedConductanceConverter`).
         scale: microsiemens per weight unit: 0-d, or per channel (``[C, 1, ...]``).
         clipped_fraction: fraction of the weights that saturated on the outermost
             level when these devices were programmed.
-        weights: the weights the conductances produce (for the probe).
+        weights: the weights the conductances produce (for the probe and the dtype).
         t_inference: seconds after programming these conductances describe (None
             for the programmed state).
 
     Attributes:
+        dtype: the weights' dtype; :attr:`conductances` are in it.
+        stored: the conductance tensors as stored (float16 when compact).
         current: for a programmed state, the latest state drifted from it by an
             IR-drop tile, which that tile's forward pass converts; else None.
         drifted_to: for a programmed state, the inference time (seconds) of the
@@ -73,7 +79,8 @@ class DeviceState:
                  clipped_fraction: float, weights: Tensor,
                  t_inference: Optional[float] = None):
         self.table_key = table_key
-        self.conductances = list(conductances)
+        self.stored = list(conductances)
+        self.dtype = weights.dtype
         self.scale = scale
         self.clipped_fraction = float(clipped_fraction)
         self.t_inference = t_inference
@@ -88,20 +95,54 @@ class DeviceState:
         self.probe_values = flat[self.probe_index].clone() if count else None
 
     @property
+    def conductances(self) -> List[Tensor]:
+        """The ``2P`` conductance tensors in the weights' dtype (the stored ones, or
+        copies of compactly stored ones, converted exactly)."""
+        return [g if g.dtype == self.dtype else g.to(self.dtype) for g in self.stored]
+
+    @property
+    def compact(self) -> bool:
+        """Whether the conductances are stored in a narrower dtype than the weights."""
+        return self.stored[0].dtype != self.dtype
+
+    def conductance_copies(self) -> List[Tensor]:
+        """New tensors holding the conductances, in the weights' dtype."""
+        return [g.clone() if g.dtype == self.dtype else g.to(self.dtype) for g in self.stored]
+
+    def decoded(self, decode: Decoder) -> Tensor:
+        """The weights these devices produce, recomputed by ``decode``."""
+        return decode(self.stored, self.scale, self.dtype)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the conductances live."""
+        return self.stored[0].device
+
+    @property
     def shape(self) -> torch.Size:
         """Shape of the weights (and of every conductance tensor)."""
-        return self.conductances[0].shape
+        return self.stored[0].shape
 
     def describes(self, weights: Tensor) -> bool:
         """Whether ``weights`` has the layout (shape, dtype, device) of these devices."""
-        g = self.conductances[0]
-        return weights.shape == g.shape and weights.dtype == g.dtype and \
-            weights.device == g.device
+        return weights.shape == self.shape and weights.dtype == self.dtype and \
+            weights.device == self.device
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """Restore a pickled or deep-copied state (also one pickled before the
+        conductances could be stored compactly: those are exact)."""
+        if "conductances" in state:
+            state = dict(state)
+            state["stored"] = state.pop("conductances")
+            state.setdefault("dtype", state["stored"][0].dtype)
+        self.__dict__.update(state)
 
     def __repr__(self) -> str:
         when = "programmed" if self.t_inference is None else f"t = {self.t_inference:g} s"
-        return (f"DeviceState({len(self.conductances)} devices x {tuple(self.shape)}, {when}, "
-                f"clipped {self.clipped_fraction:.3g})")
+        stored = f", stored in {str(self.stored[0].dtype).replace('torch.', '')}" \
+            if self.compact else ""
+        return (f"DeviceState({len(self.stored)} devices x {tuple(self.shape)}, {when}, "
+                f"clipped {self.clipped_fraction:.3g}{stored})")
 
 
 # ============================================================ states on tensors
@@ -113,7 +154,7 @@ def attach(weights: Tensor, state: DeviceState) -> None:
 def attached(weights: Tensor, table_key: Any, decode: Decoder) -> Optional[DeviceState]:
     """The state on ``weights`` if it belongs to ``table_key`` and still describes it.
 
-    ``decode(conductances, scale)`` recomputes the weights from the devices; the state
+    ``decode(conductances, scale, dtype)`` recomputes the weights from the devices; the state
     is used only if that reproduces every entry of ``weights`` exactly. (A version
     counter would be cheaper, but changes made through ``tensor.data`` do not move it.)
     """
@@ -122,7 +163,7 @@ def attached(weights: Tensor, table_key: Any, decode: Decoder) -> Optional[Devic
         return None
     if not state.describes(weights):
         return None
-    if not torch.equal(decode(state.conductances, state.scale), weights):
+    if not torch.equal(state.decoded(decode), weights):
         return None
     return state
 
@@ -167,8 +208,7 @@ def match_padded_transpose(copy: Tensor, state: DeviceState, decode: Decoder,
     """
     if copy.dim() != 2 or len(state.shape) != 2:
         return False
-    g = state.conductances[0]
-    if copy.dtype != g.dtype or copy.device != g.device:
+    if copy.dtype != state.dtype or copy.device != state.device:
         return False
     out_size, in_size = state.shape
     if transposed:
@@ -186,7 +226,7 @@ def match_padded_transpose(copy: Tensor, state: DeviceState, decode: Decoder,
             return False
     if transposed and (copy[:top].any() or copy[top + in_size:].any()):
         return False
-    return torch.equal(decode(state.conductances, state.scale), body)
+    return torch.equal(state.decoded(decode), body)
 
 
 def laid_out_like_copy(state: DeviceState, height: int, padding: Tensor) -> List[Tensor]:
@@ -199,8 +239,8 @@ def laid_out_like_copy(state: DeviceState, height: int, padding: Tensor) -> List
     in_size = state.shape[1]
     top = padding_rows(height, in_size)
     laid_out = []
-    for device, g in enumerate(state.conductances):
-        full = padding[device].to(g.dtype).expand(height, g.shape[0]).clone()
-        full[top:top + in_size] = g.T
+    for device, g in enumerate(state.stored):
+        full = padding[device].to(state.dtype).expand(height, g.shape[0]).clone()
+        full[top:top + in_size] = g.T  # (converted to the weights' dtype, exactly)
         laid_out.append(full)
     return laid_out

@@ -3,10 +3,11 @@
 This is the numeric core of the converter. Quantization is a lookup, not a search:
 the sorted levels of a :class:`~aihwkit_slicing.core.tables.ProgrammingTable` give the
 midpoints between neighbouring levels once, :func:`torch.bucketize` finds each
-weight's level, and :func:`torch.gather` copies that level's column of conductances
-into the ``2P`` output tensors. The weights are walked in chunks, so the level
-indices (int64) only ever exist for one chunk: memory stays ``O(devices x weights)``
-and never ``O(weights x levels)``.
+weight's level, and :func:`torch.index_select` copies that level's conductance into
+each of the ``2P`` output tensors. The weights are walked in chunks, so the level
+indices (int32) only ever exist for one chunk: memory stays ``O(devices x weights)``
+and never ``O(weights x levels)``. The chunks are spread over torch's threads
+(:func:`run_chunks`).
 
 Rounding rule: a weight goes to the nearest level; a weight exactly halfway between
 two levels goes to the one closer to zero. This keeps quantization symmetric
@@ -21,9 +22,13 @@ its docstring). Tables where no such grid of modest size exists use ``bucketize`
 
 from __future__ import annotations
 
+import itertools
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -31,10 +36,75 @@ from torch import Tensor
 from aihwkit_slicing.core.cell_index import MAX_CELLS, CellIndex  # noqa: F401 (re-exported)
 from aihwkit_slicing.core.tables import ProgrammingTable
 
-#: Elements per chunk on the CPU: the chunk's level indices stay in cache.
-CPU_CHUNK = 2**17
+#: Elements per chunk on the CPU: the chunk and its level indices stay in cache.
+CPU_CHUNK = 2**16
+#: Chunks below which the CPU walk stays in the calling thread.
+MIN_PARALLEL_CHUNKS = 2
 #: Elements per chunk on accelerators: few, large kernels.
 ACCELERATOR_CHUNK = 2**24
+
+
+_POOL_LOCK = threading.Lock()
+_POOL: Dict[str, Any] = {"pid": None, "workers": 0, "executor": None}
+
+
+def _serial_worker() -> None:
+    """Thread-pool initializer: torch runs every operation of this thread in it alone
+    (OpenMP's thread count is a per-thread setting; other threads keep theirs)."""
+    torch.get_num_threads()  # torch's own set-up of this thread first: it would undo it
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1, user_api="openmp")
+    except Exception:  # pragma: no cover - no threadpoolctl, or no OpenMP: operations
+        pass  # may then split over threads again, which is slower, never different
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """A pool of ``workers`` serial threads (:func:`_serial_worker`), made once per
+    process (a forked child, such as a Dask worker, makes its own)."""
+    with _POOL_LOCK:
+        if _POOL["pid"] != os.getpid() or _POOL["workers"] < workers:
+            if _POOL["executor"] is not None and _POOL["pid"] == os.getpid():
+                _POOL["executor"].shutdown(wait=False)
+            _POOL.update(pid=os.getpid(), workers=workers, executor=ThreadPoolExecutor(
+                workers, thread_name_prefix="aihwkit-slicing", initializer=_serial_worker))
+        return _POOL["executor"]
+
+
+def run_chunks(n_chunks: int, work: Callable[[int, Any], None],
+               buffers: Callable[[], Any], device: torch.device) -> None:
+    """Call ``work(i, buffers)`` for every chunk ``i < n_chunks``.
+
+    On the CPU, with more than one torch thread and at least
+    :data:`MIN_PARALLEL_CHUNKS` chunks, the chunks are spread over
+    ``torch.get_num_threads()`` threads of a pool, each with its own ``buffers()``,
+    in which torch runs every operation alone: the threads never wait for each other
+    between operations, only at the end. (Torch's own parallel operations wait for
+    their slowest thread at every operation, which on a loaded machine is often
+    descheduled: thousands of small ones took many times longer.) What a chunk
+    computes does not depend on the thread that computes it.
+    """
+    workers = torch.get_num_threads() if device.type == "cpu" else 1
+    workers = min(workers, n_chunks)
+    if workers <= 1 or n_chunks < MIN_PARALLEL_CHUNKS:
+        own = buffers()
+        for i in range(n_chunks):
+            work(i, own)
+        return
+    counter = itertools.count()  # next() on it is atomic under the GIL
+
+    def worker() -> None:
+        own = buffers()
+        for i in counter:
+            if i >= n_chunks:
+                return
+            work(i, own)
+
+    executor = _executor(workers)
+    futures = [executor.submit(worker) for _ in range(workers)]
+    for future in futures:
+        future.result()
 
 
 @dataclass(frozen=True)
@@ -82,6 +152,17 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+class _IndexBuffers:
+    """Work buffers of one encode: scaled weights, a scratch of the compute dtype, and
+    two int32 index buffers, each ``n`` long (one chunk), reused chunk after chunk."""
+
+    def __init__(self, n: int, dtype: torch.dtype, device: torch.device):
+        self.values = torch.empty(n, dtype=dtype, device=device)
+        self.scratch = torch.empty(n, dtype=dtype, device=device)
+        self.cells = torch.empty(n, dtype=torch.int32, device=device)
+        self.flags = torch.empty(n, dtype=torch.int32, device=device)
+
+
 class LevelQuantizer:
     """Maps weights (already scaled to microsiemens) onto a table's levels.
 
@@ -100,7 +181,9 @@ class LevelQuantizer:
 
     def __init__(self, table: ProgrammingTable, level_noise: Optional[LevelNoise] = None):
         self.table = table
-        self._levels = torch.as_tensor(table.levels, dtype=torch.float64)
+        #: The table's levels (microsiemens, ascending) as a host array, read once.
+        self.host_levels = table.levels
+        self._levels = torch.as_tensor(self.host_levels, dtype=torch.float64)
         self.boundaries_us = self._boundaries(level_noise)
         self._conductances = torch.as_tensor(table.level_conductances, dtype=torch.float64)
         self._cache: Dict[Tuple[torch.dtype, torch.dtype, torch.device], Tuple[Tensor, ...]] = {}
@@ -159,13 +242,14 @@ class LevelQuantizer:
             mids = torch.where(
                 mids < 0, torch.nextafter(mids, torch.full_like(mids, -float("inf"))), mids
             )
+            cells = CellIndex.build(mids)
+            # (the cell index first: a thread that finds the key in the cache finds it)
+            self._cell_index[key] = None if cells is None else cells.to(device)
             self._cache[key] = (
                 mids.to(device),
                 levels.to(device),
                 self._conductances.to(out_dtype).to(device),
             )
-            cells = CellIndex.build(mids)
-            self._cell_index[key] = None if cells is None else cells.to(device)
         return self._cache[key]
 
     def noise_tensors(self, level_noise: Optional[LevelNoise], dtype: torch.dtype,
@@ -217,6 +301,7 @@ class LevelQuantizer:
             return out
         cdtype = compute_dtype(weights.dtype)
         conductances = self.lookup_tensors(weights.dtype, weights.device)[2]
+        self.lookup_tensors(cdtype, weights.device)  # the index's, before any thread needs it
         if chunk is None:
             chunk = CPU_CHUNK if weights.device.type == "cpu" else ACCELERATOR_CHUNK
         flat_out = out.view(n_devices, -1)
@@ -235,40 +320,80 @@ class LevelQuantizer:
             else:
                 steps = [(r, r + 1, c0, min(row_len, c0 + chunk))
                          for r in range(rows.shape[0]) for c0 in range(0, row_len, chunk)]
-            for r0, r1, c0, c1 in steps:
-                x = rows[r0:r1, c0:c1].to(cdtype)
+            size = max((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in steps)
+
+            def encode_step(i: int, work: _IndexBuffers) -> None:
+                r0, r1, c0, c1 = steps[i]
+                part = rows[r0:r1, c0:c1]
+                n = part.numel()
                 if factors is not None:
-                    x = x * (factors[r0:r1] if per_row else factors[0])
-                index = self.level_index(x.reshape(-1))
+                    # (weights of a narrower dtype are converted to the compute dtype
+                    # and multiplied in it, as x.to(cdtype) * factor would)
+                    x = work.values[:n].view(part.shape)
+                    torch.mul(part, factors[r0:r1] if per_row else factors[0], out=x)
+                else:
+                    x = part.to(cdtype)
+                index = self._index_into(x.reshape(-1), work, n)
                 start = r0 * row_len + c0
-                dst = flat_out[:, start:start + index.numel()]
-                torch.gather(conductances, 1, index.expand(n_devices, -1), out=dst)
+                self._lookup_into(flat_out[:, start:start + n], conductances, index)
+
+            run_chunks(len(steps), encode_step,
+                       lambda: _IndexBuffers(size, cdtype, weights.device), weights.device)
             return out
         # any other broadcastable scale (e.g. one per output column, [1, out]): scale
         # the whole tensor once, then walk it flat
         source = (weights.to(cdtype) * scale.to(cdtype)).reshape(-1)
-        for start in range(0, source.numel(), chunk):
-            index = self.level_index(source[start:start + chunk])
-            dst = flat_out[:, start:start + chunk]
-            torch.gather(conductances, 1, index.expand(n_devices, -1), out=dst)
+        starts = range(0, source.numel(), chunk)
+
+        def encode_flat(i: int, work: _IndexBuffers) -> None:
+            x = source[starts[i]:starts[i] + chunk]
+            index = self._index_into(x, work, x.numel())
+            self._lookup_into(flat_out[:, starts[i]:starts[i] + x.numel()], conductances,
+                              index)
+
+        run_chunks(len(starts), encode_flat,
+                   lambda: _IndexBuffers(min(chunk, source.numel()), cdtype, weights.device),
+                   weights.device)
         return out
 
-    def decode(self, conductances: Sequence[Tensor], scale: Union[Tensor, float]) -> Tensor:
+    def _index_into(self, x: Tensor, work: "_IndexBuffers", n: int) -> Tensor:
+        """:meth:`level_index` of a flat ``x`` (compute dtype) as int32, using ``work``'s
+        first ``n`` entries."""
+        boundaries = self.lookup_tensors(x.dtype, x.device)[0]
+        cells = self._cell_index[(x.dtype, compute_dtype(x.dtype), x.device)]
+        if cells is None:
+            return torch.bucketize(x, boundaries, out_int32=True, out=work.cells[:n])
+        return cells.index_into(x, work.scratch[:n], work.cells[:n], work.flags[:n])
+
+    @staticmethod
+    def _lookup_into(dst: Tensor, conductances: Tensor, index: Tensor) -> None:
+        """``dst[d] = conductances[d, index]`` for every device ``d``: one
+        ``index_select`` per device (a 1-d lookup is several times faster than a
+        ``gather`` along dimension 1 of all devices at once)."""
+        for d in range(conductances.shape[0]):
+            torch.index_select(conductances[d], 0, index, out=dst[d])
+
+    def decode(self, conductances: Sequence[Tensor], scale: Union[Tensor, float],
+               dtype: Optional[torch.dtype] = None) -> Tensor:
         """Weights from device conductances: ``sum_k f_k (gp_k - gm_k) / scale``.
 
         Args:
             conductances: ``2P`` tensors in microsiemens (``gp0, gm0, gp1, ...``).
             scale: microsiemens per weight unit, 0-d or broadcastable to the weights.
+            dtype: the weights' dtype (default: the conductances'). Conductances
+                stored in a narrower dtype are converted to it chunk by chunk: the
+                result is that of the converted conductances, exactly.
 
         Returns:
-            The weights in the dtype and on the device of the conductances, computed
+            The weights in ``dtype`` and on the device of the conductances, computed
             in the compute dtype. Each pair's difference is formed first, so swapping
             every pair's plus and minus device negates the result exactly
             (``q(-w) == -q(w)``). The sum runs in chunks, so the pair differences
             never need a weights-sized temporary.
         """
         first = conductances[0]
-        cdtype = compute_dtype(first.dtype)
+        dtype = first.dtype if dtype is None else dtype
+        cdtype = compute_dtype(dtype)
         f_lst = self.table.f_lst
         scale = torch.as_tensor(scale, device=first.device).to(cdtype)
         shape = first.shape
@@ -276,20 +401,44 @@ class LevelQuantizer:
         flat_total = total.view(-1)
         flat = [g.reshape(-1) for g in conductances]
         chunk = CPU_CHUNK if total.device.type == "cpu" else ACCELERATOR_CHUNK
-        for start in range(0, flat_total.numel(), chunk):
+        starts = range(0, flat_total.numel(), chunk)
+        widen = any(g.dtype != dtype for g in conductances)
+
+        def device_chunk(d: int, start: int, n: int, work: List[Tensor], slot: int) -> Tensor:
+            if not widen:
+                return flat[d][start:start + n]
+            return work[slot][:n].copy_(flat[d][start:start + n])  # (exact)
+
+        def decode_step(i: int, work: List[Tensor]) -> None:
+            start = starts[i]
             part = flat_total[start:start + chunk]
-            torch.sub(flat[0][start:start + chunk], flat[1][start:start + chunk], out=part)
+            n = part.numel()
+            torch.sub(device_chunk(0, start, n, work, 1), device_chunk(1, start, n, work, 2),
+                      out=part)
             if f_lst[0] != 1.0:
                 part.mul_(f_lst[0])
             for k in range(1, len(f_lst)):
-                difference = torch.sub(flat[2 * k][start:start + chunk],
-                                       flat[2 * k + 1][start:start + chunk])
-                part.add_(difference, alpha=f_lst[k])
+                plus = device_chunk(2 * k, start, n, work, 1)
+                minus = device_chunk(2 * k + 1, start, n, work, 2)
+                difference = work[0]
+                if difference.dtype == difference_dtypes[k]:  # (as torch.sub gives it)
+                    pair = torch.sub(plus, minus, out=difference[:n])
+                else:
+                    pair = torch.sub(plus, minus)
+                part.add_(pair, alpha=f_lst[k])
+
+        difference_dtypes = [dtype if widen else torch.result_type(flat[2 * k], flat[2 * k + 1])
+                             for k in range(len(f_lst))]
+        size = min(chunk, flat_total.numel())
+        run_chunks(len(starts), decode_step,
+                   lambda: [torch.empty(size, dtype=difference_dtypes[-1], device=first.device)]
+                   + ([torch.empty(size, dtype=dtype, device=first.device) for _ in range(2)]
+                      if widen else []), first.device)
         if scale.dim() == 0 or torch.broadcast_shapes(scale.shape, shape) == shape:
             total.div_(scale)
         else:
             total = total / scale
-        return total.to(first.dtype)
+        return total.to(dtype)
 
     def zero_conductances(self, dtype: torch.dtype, device: torch.device) -> Tensor:
         """Per device, the conductance (microsiemens) encoding a zero weight."""

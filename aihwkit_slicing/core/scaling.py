@@ -16,7 +16,10 @@ outermost level (the *clip*):
   :func:`aihwkit_slicing.design.encodings.level_noise`), the clip minimizes quantization
   error *plus* expected device error: device noise is fixed in microsiemens, so a
   smaller clip (a larger scale) makes it smaller in weight units, at the price of
-  clipping more weights.
+  clipping more weights. The search's error evaluators are in
+  :mod:`aihwkit_slicing.core.mse_errors`; on the CPU, blocks of rows are searched on
+  worker threads (:func:`aihwkit_slicing.core.quantize.run_chunks`), with the same
+  result whatever the thread count.
 
 Each rule works per tensor or per output channel (``per_channel=True``: one scale per
 row of the ``[out, in]`` weight aihwkit hands the converter, i.e. per index of the
@@ -39,7 +42,8 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor
 
-from aihwkit_slicing.core.quantize import LevelNoise, LevelQuantizer, compute_dtype
+from aihwkit_slicing.core.mse_errors import ClipBounds, DirectErrors, SortedErrors, sort_rows
+from aihwkit_slicing.core.quantize import LevelNoise, LevelQuantizer, compute_dtype, run_chunks
 
 __all__ = ["SCALE_RULES", "LevelNoise", "Scaling", "compute_scaling", "raise_not_finite",
            "validate_rule"]
@@ -65,16 +69,21 @@ MSE_STAGE_WORK = 2**24
 #: Weights per block of rows whose clips are searched together (the search's
 #: temporaries are a few times this, not a few times the weights).
 CLIP_BLOCK_WEIGHTS = 2**20
-#: Rows x candidates x levels evaluated at once in the MSE search.
-MSE_BLOCK = 2**22
 #: How much faster a weight-by-weight evaluation on evenly spaced levels is than a
 #: step of the sorted search (measured on the CPU: about 4).
 DIRECT_SPEEDUP = 4.0
 #: ... and how much slower it is with level noise or uneven levels (gathers per weight).
 DIRECT_SLOWDOWN = 1.0
-#: Weights per row (or per tensor) the MSE search looks at; longer rows are
-#: subsampled evenly (the clip of 2**20 samples is as good as that of all).
-MSE_MAX_SAMPLES = 2**20
+#: On the CPU, the weight-by-weight search evaluates pieces of at most this many
+#: (weight, candidate) pairs at a time, which stay in cache.
+MSE_PIECE = 2**16
+#: On the CPU, rows are searched in blocks of about this many weights, spread over
+#: threads (:func:`aihwkit_slicing.core.quantize.run_chunks`).
+MSE_TASK_WEIGHTS = 2**17
+#: Stages of the weight-by-weight search that bound candidates (:class:`ClipBounds`):
+#: the coarse grid and the first refinement, where heavily clipped candidates can be
+#: ruled out; later grids are too fine for the bounds to rule any out.
+BOUND_STAGES = 2
 
 
 @dataclass
@@ -129,7 +138,7 @@ def compute_scaling(
             cannot represent.
     """
     cdtype = compute_dtype(weights.dtype)
-    top, bottom = float(quantizer.table.levels[-1]), float(quantizer.table.levels[0])
+    top, bottom = float(quantizer.host_levels[-1]), float(quantizer.host_levels[0])
     w = weights.reshape(weights.shape[0], -1) if per_channel and weights.dim() > 0 else (
         weights.reshape(1, -1)
     )
@@ -191,10 +200,33 @@ def _clip_counts(w: Tensor, scale: Tensor, bottom: float, top: float) -> Tuple[T
     within a relative :data:`CLIP_TOLERANCE` of an outermost level lands on that level
     (the clip itself maps there, up to rounding).
     """
-    scaled = w.to(scale.dtype) * scale[:, None]
     high, low = top * (1 + CLIP_TOLERANCE), bottom * (1 + CLIP_TOLERANCE)
-    beyond = ((scaled > high) | (scaled < low)).sum().double()
-    return beyond, w.count_nonzero().double()
+    if w.device.type != "cpu":
+        scaled = w.to(scale.dtype) * scale[:, None]
+        beyond = ((scaled > high) | (scaled < low)).sum().double()
+        return beyond, w.count_nonzero().double()
+    # On the CPU, blocks of rows (or of a single long row) spread over threads: the
+    # counts are integers, the same whatever the blocks.
+    rows, m = w.shape
+    size = MSE_TASK_WEIGHTS
+    per = max(1, size // max(1, m))
+    blocks = [(r0, min(rows, r0 + per), 0, m) for r0 in range(0, rows, per)] if m <= size \
+        else [(r, r + 1, c0, min(m, c0 + size)) for r in range(rows)
+              for c0 in range(0, m, size)]
+    counts = torch.zeros(len(blocks), 2, dtype=torch.int64)
+    size = max((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in blocks)
+
+    def count(i: int, scratch: Tensor) -> None:
+        r0, r1, c0, c1 = blocks[i]
+        part = w[r0:r1, c0:c1]
+        scaled = torch.mul(part, scale[r0:r1, None], out=scratch[:part.numel()].view(
+            part.shape))  # (in the scale's dtype, as w.to(scale.dtype) * scale)
+        counts[i, 0] = (scaled > high).sum() + (scaled < low).sum()  # (high > low)
+        counts[i, 1] = part.count_nonzero()
+
+    run_chunks(len(blocks), count, lambda: torch.empty(size, dtype=scale.dtype), w.device)
+    totals = counts.sum(dim=0).double()
+    return totals[0], totals[1]
 
 
 def raise_not_finite(weights: Tensor) -> None:
@@ -219,6 +251,25 @@ def _clips_by_row_block(w: Tensor, rule: str, quantizer: LevelQuantizer, reach: 
     per_block = max(1, CLIP_BLOCK_WEIGHTS // max(1, m))
     coarse = max(MSE_FINE_STEPS, min(MSE_COARSE_STEPS,
                                      MSE_STAGE_WORK // (rows * quantizer.table.n_levels)))
+    if w.device.type == "cpu" and m <= MSE_TASK_WEIGHTS:
+        # Rows are independent, and so is every (row, candidate) error: the same
+        # search on blocks of rows, spread over threads, gives the same clips.
+        per_task = max(1, MSE_TASK_WEIGHTS // max(1, m))
+        starts = range(0, rows, per_task)
+        result = torch.empty(rows, dtype=w.dtype)
+
+        def search(i: int, _: Any) -> None:
+            r0, r1 = starts[i], min(rows, starts[i] + per_task)
+            block = w[r0:r1].nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+            if rule == "percentile":
+                result[r0:r1] = _percentile_abs(block, percentile)
+            else:
+                result[r0:r1] = _mse_clip(block, quantizer, reach[r0:r1], abs_max[r0:r1],
+                                          level_noise, coarse, piece=MSE_PIECE
+                                          ).to(block.dtype)
+
+        run_chunks(len(starts), search, lambda: None, w.device)
+        return result
     clips = []
     for r0 in range(0, rows, per_block):
         r1 = min(rows, r0 + per_block)
@@ -240,209 +291,111 @@ def _percentile_abs(w: Tensor, percentile: float) -> Tensor:
     a = w.abs()
     nonzero = (a > 0).sum(dim=1)
     rank = torch.ceil(nonzero.double() * (percentile / 100.0)).long().clamp(min=1)
-    ascending = torch.sort(a, dim=1).values  # zeros first
+    ascending = sort_rows(a).to(a.dtype)  # zeros first
     index = (w.shape[1] - nonzero + rank - 1).clamp(0, w.shape[1] - 1)
     value = ascending.gather(1, index[:, None])[:, 0]
     return torch.where(nonzero > 0, value, torch.zeros_like(value))
 
 
+def _weight_by_weight(m: int, quantizer: LevelQuantizer,
+                      level_noise: Optional[LevelNoise]) -> bool:
+    """Whether the MSE search on rows of ``m`` weights evaluates candidates weight by
+    weight (:class:`DirectErrors`) rather than on sorted rows (:class:`SortedErrors`),
+    whichever costs less; both compute the same objective."""
+    sorted_cost = quantizer.table.n_levels * max(1.0, math.log2(m))
+    if quantizer.uniform_step is not None and level_noise is None:
+        sorted_cost *= DIRECT_SPEEDUP
+    else:
+        sorted_cost /= DIRECT_SLOWDOWN
+    return not m > sorted_cost  # (DIRECT_SPEEDUP read at call time: tests vary it)
+
+
 def _mse_clip(w: Tensor, quantizer: LevelQuantizer, reach: Tensor, abs_max: Tensor,
-              level_noise: Optional[LevelNoise] = None, coarse: int = MSE_COARSE_STEPS
-              ) -> Tensor:
+              level_noise: Optional[LevelNoise] = None, coarse: int = MSE_COARSE_STEPS,
+              piece: Optional[int] = None) -> Tensor:
     """Per row of ``w``, the clip (weight units) minimizing the quantization MSE.
 
     Clip candidates are ratios of the row's ``max|w|``: a grid of up to
     ``coarse`` (at most :data:`MSE_COARSE_STEPS`) on (0, 1], then :data:`MSE_REFINEMENTS` grids of
     :data:`MSE_FINE_STEPS` around the best candidate so far. All candidates of all
-    rows are evaluated at once, by :class:`_SortedErrors` (``O(levels x log m)`` per row
-    and candidate) or :class:`_DirectErrors` (``O(m)``), whichever costs less; both
+    rows are evaluated at once, by :class:`SortedErrors` (``O(levels x log m)`` per row
+    and candidate) or :class:`DirectErrors` (``O(m)``), whichever costs less; both
     compute the same objective.
+
+    With ``piece`` (see :class:`DirectErrors`), the weight-by-weight search skips
+    work that cannot change the argmin:
+
+    * a candidate ratio a row has already evaluated in an earlier stage is not
+      evaluated again: its error is a function of the row and the ratio alone
+      (refinement grids often repeat the neighbours of the best candidate exactly);
+    * on evenly spaced levels with a zero level (no level noise), a candidate whose
+      error provably exceeds another's is not evaluated (:class:`ClipBounds`: a lower
+      bound from the clipped weights alone, an upper bound from the clipped weights
+      plus at most half a step per other weight, both with a margin for the
+      rounding of the evaluation), and a row with a single candidate left takes it
+      unevaluated. Every candidate left out has an error above the minimum, so the
+      argmin is the one of the full grid.
     """
     cdtype = reach.dtype
-    sorted_cost = quantizer.table.n_levels * max(1.0, math.log2(w.shape[1]))
-    if quantizer.uniform_step is not None and level_noise is None:
-        sorted_cost *= DIRECT_SPEEDUP
+    if not _weight_by_weight(w.shape[1], quantizer, level_noise):
+        errors: Any = SortedErrors(w, quantizer, level_noise)
     else:
-        sorted_cost /= DIRECT_SLOWDOWN
-    if w.shape[1] > sorted_cost:  # (DIRECT_SPEEDUP read at call time: tests vary it)
-        errors: Any = _SortedErrors(w, quantizer, level_noise)
-    else:
-        errors = _DirectErrors(w, quantizer, level_noise)
+        errors = DirectErrors(w, quantizer, level_noise, piece)
     lo = torch.zeros_like(abs_max, dtype=torch.float64)
     hi = torch.ones_like(abs_max, dtype=torch.float64)
     safe_max = abs_max.double().clamp(min=torch.finfo(torch.float64).tiny)
     reach = reach.double()
     best_ratio = hi.clone()
+    skipping = piece is not None and isinstance(errors, DirectErrors)
+    bounds = ClipBounds(w, quantizer) if skipping and ClipBounds.applies(
+        quantizer, level_noise) else None
+    if skipping:  # every ratio evaluated so far, and its error (NaN: not evaluated)
+        total = coarse + MSE_REFINEMENTS * MSE_FINE_STEPS
+        seen_ratios = torch.full((w.shape[0], total), float("nan"), dtype=torch.float64)
+        seen_errors = torch.full_like(seen_ratios, float("nan"))
+        n_seen = 0
     for stage in range(1 + MSE_REFINEMENTS):
         if stage == 0:
             grid = torch.linspace(0, 1, coarse + 1, dtype=torch.float64, device=w.device)[1:]
         else:
             grid = torch.linspace(0, 1, MSE_FINE_STEPS, dtype=torch.float64, device=w.device)
         ratios = (lo[:, None] + (hi - lo)[:, None] * grid[None, :]).clamp(min=1e-6)  # [C, K]
-        mse = errors(reach[:, None] / (ratios * safe_max[:, None]))
+        scales = reach[:, None] / (ratios * safe_max[:, None])
+        if not skipping:
+            mse = errors(scales)
+        else:
+            k = ratios.shape[1]
+            need = None
+            if n_seen:
+                # (NaN errors never match: a ratio not evaluated is not known)
+                same = ratios[:, :, None] == seen_ratios[:, None, :n_seen]
+                same &= seen_errors[:, None, :n_seen] == seen_errors[:, None, :n_seen]
+                known = same.any(dim=2)
+                need = ~known
+            if bounds is not None and stage < BOUND_STAGES:
+                lower, upper = bounds(scales)
+                # (NaN bounds keep a candidate)
+                plausible = ~(lower > upper.min(dim=1, keepdim=True).values)
+                alone = plausible.sum(dim=1, keepdim=True) == 1
+                kept = plausible & ~alone
+                need = kept if need is None else need & kept
+            mse = errors(scales, need=need)
+            if n_seen:
+                first = same.byte().argmax(dim=2)  # (any equal one: equal errors)
+                mse = torch.where(known, seen_errors[:, :n_seen].gather(1, first), mse)
+                if need is not None:
+                    mse.masked_fill_(~(need | known), float("nan"))
+            elif need is not None:
+                mse.masked_fill_(~need, float("nan"))
+            seen_ratios[:, n_seen:n_seen + k] = ratios
+            seen_errors[:, n_seen:n_seen + k] = mse
+            n_seen += k
+            if bounds is not None and stage < BOUND_STAGES:
+                # a candidate left out lies above the minimum; a lone one is the argmin
+                mse = mse.masked_fill(~plausible, float("inf")).masked_fill_(
+                    alone & plausible, 0.0)
         best_ratio = ratios.gather(1, mse.argmin(dim=1, keepdim=True))[:, 0]
         step = (hi - lo) / (len(grid) - (0 if stage == 0 else 1))
         lo = (best_ratio - step).clamp(min=0)
         hi = (best_ratio + step).clamp(max=1)
     return (best_ratio * safe_max).to(cdtype)
-
-
-class _DirectErrors:
-    """Squared quantization error of every row of ``w`` for many candidate scales,
-    weight by weight: for short rows and tables with many levels.
-
-    For a scale ``s`` every weight is rounded to its level and its error
-    ``(w s - l)**2 / s**2`` summed, plus the :class:`LevelNoise` terms (see
-    :class:`_SortedErrors`). A candidate costs ``O(m)`` per row, against
-    ``O(levels x log m)`` for the sorted search. On evenly spaced levels without level
-    noise the level is ``round((x - l_0) / step)``, a few float operations; otherwise
-    :meth:`LevelQuantizer.level_index`, the converter's own assignment. (The two differ
-    only for weights exactly halfway between levels, which does not move the clip.)
-    Exact zeros are left out.
-    """
-
-    def __init__(self, w: Tensor, quantizer: LevelQuantizer,
-                 level_noise: Optional[LevelNoise] = None):
-        self.quantizer = quantizer
-        cdtype = compute_dtype(w.dtype)
-        self.w = w.to(cdtype)
-        self.zeros = (self.w == 0).sum(dim=1, dtype=torch.float64)
-        self.nonzero = (self.w.shape[1] - self.zeros).clamp(min=1)
-        levels = quantizer.lookup_tensors(self.w.dtype, w.device)[1]
-        self.levels = levels
-        n_levels = levels.numel()
-        if level_noise is not None and len(level_noise.mean) != n_levels:
-            raise ValueError(
-                f"level_noise has {len(level_noise.mean)} levels, the table {n_levels}")
-        noise = quantizer.noise_tensors(level_noise, cdtype, w.device)
-        self.mu, self.msq = noise if noise is not None else (None, None)
-        # evenly spaced levels: round (midpoint boundaries) or floor and compare with
-        # the one boundary between the two neighbouring levels (noise-aware ones)
-        self.step = quantizer.level_step
-        self.midpoints = level_noise is None and quantizer.uniform_step is not None
-        self.boundaries = quantizer.lookup_tensors(self.w.dtype, w.device)[0]
-        host_levels = quantizer.table.levels  # (host values: no device synchronisation)
-        zero_index = int(abs(host_levels).argmin())
-        zero = float(host_levels[zero_index])
-        self.low = float(host_levels[0])
-        self.zero_error = zero**2 + (0.0 if level_noise is None else
-                                     2 * zero * level_noise.mean[zero_index]
-                                     + level_noise.mean_square[zero_index])
-
-    def __call__(self, scales: Tensor) -> Tensor:
-        """``[C, K]`` candidate scales (uS per weight unit) -> ``[C, K]`` mean squared errors."""
-        rows, k = scales.shape
-        m = self.w.shape[1]
-        out = torch.empty(rows, k, dtype=torch.float64, device=scales.device)
-        block = max(1, MSE_BLOCK // (k * m))
-        for r0 in range(0, rows, block):
-            r1 = min(rows, r0 + block)
-            # (the scales of an all-zero row are huge: keep them finite, 0 * s = 0)
-            s = scales[r0:r1].clamp(max=torch.finfo(self.w.dtype).max).to(self.w.dtype)
-            x = self.w[r0:r1, None, :] * s[:, :, None]  # [n, K, m] in uS
-            if self.midpoints:
-                low, step = self.low, self.step
-                diff = x.sub(low).div_(step).round_().clamp_(0, len(self.levels) - 1)
-                diff = diff.mul_(-step).add_(x).sub_(low)  # x - level
-                error = diff.square_()
-            else:
-                # (index_select on a flat index: several times faster than x[index])
-                if self.step is not None:
-                    low = self.low
-                    index = x.sub(low).div_(self.step).floor_().clamp_(
-                        0, len(self.levels) - 2).int().reshape(-1)
-                    index += x.reshape(-1) > self.boundaries.index_select(0, index)
-                else:
-                    index = self.quantizer.level_index(x).reshape(-1)
-                diff = x - self.levels.index_select(0, index).reshape(x.shape)
-                if self.mu is not None:
-                    mu = self.mu.index_select(0, index).reshape(x.shape)
-                    msq = self.msq.index_select(0, index).reshape(x.shape)
-                    error = diff.sub(mu, alpha=2).mul_(diff).add_(msq)
-                else:
-                    error = diff.square_()
-            total = error.sum(dim=2).double()  # (sums of <= 2**20 terms: float32 will do)
-            # a zero weight lands on the level nearest zero: leave it out
-            total -= self.zeros[r0:r1, None] * self.zero_error
-            out[r0:r1] = total / scales[r0:r1].double().square()
-        return out.clamp_(min=0) / self.nonzero[:, None]
-
-
-class _SortedErrors:
-    """Squared quantization error of every row of ``w`` for many candidate scales.
-
-    The weights of each row are sorted once, with prefix sums of ``w`` and ``w**2``
-    (float64). For a scale ``s`` the weights that round to level ``l_j`` form one
-    contiguous run of the sorted row (between the midpoints divided by ``s``, found by
-    ``searchsorted``), so their squared error ``sum (w - l_j / s)**2`` follows from
-    three prefix-sum differences. A candidate costs ``O(levels x log m)`` per row
-    instead of a pass over the row; rows longer than :data:`MSE_MAX_SAMPLES` are
-    subsampled evenly. Exact zeros are left out of the error (as zero padding must
-    not move the clip): their contribution, the level nearest zero, is subtracted.
-
-    With a :class:`LevelNoise`, a weight ``w`` on level ``l_j`` is represented by
-    ``(l_j + e) / s`` with ``E[e] = mean_j`` and ``E[e**2] = mean_square_j``, and the
-    expected squared error adds ``-2 mean_j / s * (w - l_j / s) + mean_square_j / s**2``.
-    """
-
-    def __init__(self, w: Tensor, quantizer: LevelQuantizer,
-                 level_noise: Optional[LevelNoise] = None):
-        rows, m = w.shape
-        if m > MSE_MAX_SAMPLES:
-            stride = -(-m // MSE_MAX_SAMPLES)
-            w = w[:, ::stride]
-        # sort in the weights' own dtype (exact: float64 keeps every value and the order)
-        self.sorted = torch.sort(w, dim=1).values.double().contiguous()
-        zero = torch.zeros(rows, 1, dtype=torch.float64, device=w.device)
-        self.s1 = torch.cat([zero, torch.cumsum(self.sorted, dim=1)], dim=1)
-        self.s2 = torch.cat([zero, torch.cumsum(self.sorted.square(), dim=1)], dim=1)
-        self.mids, levels = quantizer.lookup_tensors(torch.float64, w.device)[:2]
-        self.levels = levels
-        self.weight_count = w.shape[1]
-        self.zeros = (self.sorted == 0).sum(dim=1).double()
-        self.nonzero = (self.weight_count - self.zeros).clamp(min=1)
-        zero_index = int(abs(quantizer.table.levels).argmin())  # host values: no sync
-        self.zero_level = float(quantizer.table.levels[zero_index])
-        n_levels = levels.numel()
-        if level_noise is not None and len(level_noise.mean) != n_levels:
-            raise ValueError(
-                f"level_noise has {len(level_noise.mean)} levels, the table {n_levels}"
-            )
-        noise = quantizer.noise_tensors(level_noise, torch.float64, w.device)
-        zeros = torch.zeros_like(levels)
-        self.mu, self.msq = noise if noise is not None else (zeros, zeros)
-        self.zero_mu = level_noise.mean[zero_index] if level_noise else 0.0
-        self.zero_msq = level_noise.mean_square[zero_index] if level_noise else 0.0
-
-    def __call__(self, scales: Tensor) -> Tensor:
-        """``[C, K]`` candidate scales (uS per weight unit) -> ``[C, K]`` mean squared errors."""
-        rows, k = scales.shape
-        n_levels = self.levels.numel()
-        out = torch.empty(rows, k, dtype=torch.float64, device=scales.device)
-        block = max(1, MSE_BLOCK // (k * n_levels))
-        for r0 in range(0, rows, block):
-            r1 = min(rows, r0 + block)
-            s = scales[r0:r1]
-            n = r1 - r0
-            bounds = (self.mids[None, None, :] / s[:, :, None]).reshape(n, -1)
-            cut = torch.searchsorted(self.sorted[r0:r1], bounds).reshape(n, k, n_levels - 1)
-            edges = torch.cat([
-                torch.zeros(n, k, 1, dtype=cut.dtype, device=cut.device), cut,
-                torch.full((n, k, 1), self.weight_count, dtype=cut.dtype, device=cut.device),
-            ], dim=2)
-            flat = edges.reshape(n, -1)
-            s1 = self.s1[r0:r1].gather(1, flat).reshape(n, k, n_levels + 1)
-            s2 = self.s2[r0:r1].gather(1, flat).reshape(n, k, n_levels + 1)
-            seg1 = s1[..., 1:] - s1[..., :-1]
-            seg2 = s2[..., 1:] - s2[..., :-1]
-            count = (edges[..., 1:] - edges[..., :-1]).double()
-            q = self.levels[None, None, :] / s[:, :, None]
-            mu = self.mu[None, None, :] / s[:, :, None]
-            msq = self.msq[None, None, :] / s[:, :, None].square()
-            total = (seg2 - 2 * q * seg1 + count * q.square()
-                     - 2 * mu * (seg1 - count * q) + count * msq).sum(dim=2)
-            q0, mu0 = self.zero_level / s, self.zero_mu / s
-            total -= self.zeros[r0:r1, None] * (q0.square() + 2 * mu0 * q0
-                                                + self.zero_msq / s.square())
-            out[r0:r1] = total
-        return out.clamp_(min=0) / self.nonzero[:, None]

@@ -411,8 +411,9 @@ def _device_state(file: _File, where: str, converter: Any, record: Dict[str, Any
         file.fail(f"{where}: the saved device conductances do not decode to the saved "
                   "programmed weights with the model's table (damaged file)")
     state = device_state.DeviceState(
-        converter.table.key, conductances, scale, entry["clipped_fraction"],
-        decoded if weights is None else weights, t_inference=t_inference)
+        converter.table.key, converter.kept_conductances(conductances, lossless=True), scale,
+        entry["clipped_fraction"], decoded if weights is None else weights,
+        t_inference=t_inference)
     state.drifted_to = entry.get("drifted_to")
     return state
 

@@ -1,7 +1,7 @@
 """Fast paths agree with the reference paths they replace.
 
 The MSE search evaluates candidate clips either with sorted prefix sums
-(``_SortedErrors``, the reference) or weight by weight (``_DirectErrors``, faster for
+(``SortedErrors``, the reference) or weight by weight (``DirectErrors``, faster for
 short rows and many levels, with a float-only rounding on evenly spaced levels). Both
 must compute the same objective, on random and adversarial inputs.
 """
@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from aihwkit_slicing import bit_sliced, equal_significance, from_device_levels, seed_table
 from aihwkit_slicing.design.encodings import level_noise
 from aihwkit_slicing.core.quantize import LevelQuantizer
-from aihwkit_slicing.core.scaling import _DirectErrors, _SortedErrors, compute_scaling
+from aihwkit_slicing.core.mse_errors import ClipBounds, DirectErrors, SortedErrors
+from aihwkit_slicing.core.scaling import compute_scaling
 
 TABLES = {
     "seed": seed_table(),
@@ -46,7 +47,7 @@ def test_direct_and_sorted_errors_agree(name, dtype):
     w[0, :50] = 0.0  # exact zeros are left out by both
     w[1] = w[1].abs()  # one sign only
     scales = scales_for(w, quantizer)
-    direct, reference = _DirectErrors(w, quantizer)(scales), _SortedErrors(w, quantizer)(scales)
+    direct, reference = DirectErrors(w, quantizer)(scales), SortedErrors(w, quantizer)(scales)
     torch.testing.assert_close(direct, reference, rtol=2e-4, atol=1e-12)
 
 
@@ -77,10 +78,10 @@ def test_direct_and_sorted_errors_agree_with_level_noise(name):
     w = torch.randn(5, 200, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     scales = scales_for(w, quantizer)
     reference = brute_force_errors(w, quantizer, noise, scales)
-    torch.testing.assert_close(_DirectErrors(w, quantizer, noise)(scales), reference,
+    torch.testing.assert_close(DirectErrors(w, quantizer, noise)(scales), reference,
                                rtol=1e-9, atol=1e-12)
     inner = scales[:, :-1]  # clip ratios below 1: no weight on a level
-    torch.testing.assert_close(_SortedErrors(w, quantizer, noise)(inner), reference[:, :-1],
+    torch.testing.assert_close(SortedErrors(w, quantizer, noise)(inner), reference[:, :-1],
                                rtol=1e-9, atol=1e-12)
 
 
@@ -100,8 +101,76 @@ def test_errors_agree_on_adversarial_rows(seed, name, m, tie_fraction):
         picks = mids[torch.randint(len(mids), (3, n_ties), generator=gen)]
         w[:, :n_ties] = picks / scales[:, :1]
     w[2, -1] = 50 * float(w.abs().max())  # an outlier far beyond the clip
-    torch.testing.assert_close(_DirectErrors(w, quantizer)(scales),
-                               _SortedErrors(w, quantizer)(scales), rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(DirectErrors(w, quantizer)(scales),
+                               SortedErrors(w, quantizer)(scales), rtol=1e-6, atol=1e-9)
+
+
+# ------------------------------------------- what the weight-by-weight search skips
+#: Tables with evenly spaced levels and a zero level, where the search skips
+#: candidates by their bounds (and one with many levels: a relatively large rounding).
+BOUNDED = {"seed": TABLES["seed"], "4x4": TABLES["4x4"], "equal 2x3": TABLES["equal 2x3"],
+           "3x24": bit_sliced(3, 24)}
+
+
+def adversarial_rows(seed: int, m: int, dtype: torch.dtype) -> torch.Tensor:
+    """Rows of every kind the search meets: Gaussian, heavy-tailed, one-sided, with
+    exact zeros, a lone outlier, a single non-zero weight, repeated values, all zero."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(10, m, generator=gen, dtype=torch.float64)
+    w[1] = w[1] / torch.rand(m, generator=gen, dtype=torch.float64).add(0.02)
+    w[2] = w[2].abs()
+    w[3] = -w[3].abs()
+    w[4, : m // 2] = 0.0
+    w[5, -1] = 80 * float(w[5].abs().max())
+    w[6] = 0.0
+    w[6, m // 3] = 1.5
+    w[7] = torch.round(w[7] * 4) / 4
+    w[8] = 0.0
+    w[9] = w[9] * 1e-20
+    return w.to(dtype)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(sorted(BOUNDED)), st.integers(1, 700),
+       st.sampled_from([torch.float32, torch.float64, torch.float16]))
+def test_clip_bounds_enclose_the_evaluated_error(seed, name, m, dtype):
+    """ClipBounds brackets the error DirectErrors computes, for every row and
+    candidate scale (from heavily clipped to far above the largest weight), so a
+    candidate the search leaves out is never the argmin."""
+    quantizer = LevelQuantizer(BOUNDED[name])
+    assert ClipBounds.applies(quantizer, None)
+    w = adversarial_rows(seed, m, dtype)
+    top = float(abs(quantizer.table.levels).max())
+    abs_max = w.abs().amax(dim=1).double().clamp(min=torch.finfo(torch.float64).tiny)
+    ratios = torch.tensor([1e-6, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.97, 1.0, 1.5, 40.0],
+                          dtype=torch.float64)
+    scales = top / (abs_max[:, None] * ratios[None, :])
+    errors = DirectErrors(w, quantizer)(scales)
+    lower, upper = ClipBounds(w, quantizer)(scales)
+    assert bool((lower <= errors).all()), (lower - errors).max()
+    assert bool((errors <= upper).all()), (errors / upper).max()
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.sampled_from(sorted(TABLES)), st.integers(1, 400),
+       st.sampled_from([torch.float32, torch.float64]), st.booleans())
+def test_search_that_skips_picks_the_clip_of_the_full_grid(seed, name, m, dtype, noisy):
+    """The weight-by-weight search on pieces (which skips candidates it has evaluated
+    before and candidates its bounds rule out) selects exactly the clip of the
+    search that evaluates every candidate, bit for bit."""
+    from aihwkit_slicing.core.scaling import MSE_PIECE, _mse_clip
+
+    table = TABLES[name]
+    noise = level_noise(table, "pcm", [86400.0], n_samples=50, seed=0) if noisy else None
+    quantizer = LevelQuantizer(table, noise)
+    w = adversarial_rows(seed, m, dtype)
+    w_min, w_max = w.amin(dim=1).double(), w.amax(dim=1).double()
+    top, bottom = float(table.levels[-1]), float(table.levels[0])
+    reach = torch.full_like(w_max, min(top, -bottom)).to(w.dtype)
+    abs_max = torch.maximum(w_max.abs(), w_min.abs()).to(w.dtype)
+    full = _mse_clip(w, quantizer, reach, abs_max, noise, 8)
+    skipping = _mse_clip(w, quantizer, reach, abs_max, noise, 8, piece=MSE_PIECE)
+    assert torch.equal(full, skipping)
 
 
 @pytest.mark.parametrize("name", ["4x4", "seed"])
@@ -219,3 +288,82 @@ def test_round_trip_peak_memory_stays_within_2p_plus_2_weights(name, scale, per_
     weight_bytes = 2048 * 2048 * 4
     assert peak >= weight_bytes, f"{peak} bytes: less than the result itself; nothing measured"
     assert peak <= budget, f"{peak / weight_bytes:.2f} weights of {budget // weight_bytes}"
+
+
+# ------------------------------------------------ threads, chunks and pieces change nothing
+def conversion_outputs(converter, weights):
+    conductances, params = converter.convert_to_conductances(weights)
+    back = converter.convert_back_to_weights(conductances, params)
+    return [torch.stack(conductances), params["scale_ratio"], back,
+            torch.tensor(params["clipped_fraction"])]
+
+
+@pytest.mark.parametrize("name", ["seed", "4x4", "non-uniform"])
+@pytest.mark.parametrize("scale,per_channel", [("max", False), ("percentile", True),
+                                               ("mse", False), ("mse", True)])
+def test_results_do_not_depend_on_threads_chunks_or_pieces(name, scale, per_channel,
+                                                           monkeypatch):
+    """The CPU walks spread chunks, row blocks and pieces over threads; every chunk's
+    result is its own, so the thread count and every size give the same numbers."""
+    import aihwkit_slicing.core.mse_errors as mse_errors
+    import aihwkit_slicing.core.quantize as quantize
+    import aihwkit_slicing.core.scaling as scaling
+    from aihwkit_slicing import QuantizedSlicedConductanceConverter
+
+    converter = QuantizedSlicedConductanceConverter.from_table(
+        TABLES[name], scale=scale, per_channel=per_channel)
+    gen = torch.Generator().manual_seed(11)
+    weights = torch.randn(70, 333, generator=gen) * torch.rand(70, 1, generator=gen)
+    weights[3] = 0.0
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        reference = conversion_outputs(converter, weights)
+        torch.set_num_threads(2)
+        assert all(torch.equal(a, b) for a, b in
+                   zip(conversion_outputs(converter, weights), reference))
+        for setting, value in [("CPU_CHUNK", 1000), ("MIN_PARALLEL_CHUNKS", 1)]:
+            monkeypatch.setattr(quantize, setting, value)
+        for setting, value in [("MSE_PIECE", 700), ("MSE_TASK_WEIGHTS", 2000),
+                               ("BOUND_STAGES", 5)]:
+            monkeypatch.setattr(scaling, setting, value)
+        monkeypatch.setattr(mse_errors, "CLIP_BOUND_TAIL", 5)
+        assert all(torch.equal(a, b) for a, b in
+                   zip(conversion_outputs(converter, weights), reference))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_an_error_in_a_worker_thread_reaches_the_caller():
+    from aihwkit_slicing.core.quantize import run_chunks
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        done = []
+
+        def work(i, _):
+            if i == 5:
+                raise ValueError("chunk 5")
+            done.append(i)
+
+        with pytest.raises(ValueError, match="chunk 5"):
+            run_chunks(9, work, lambda: None, torch.device("cpu"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_worker_threads_run_torch_single_threaded():
+    """Torch operations in the workers never start their own thread teams."""
+    from aihwkit_slicing.core.quantize import run_chunks
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = []
+        run_chunks(4, lambda i, _: seen.append(torch.get_num_threads()), lambda: None,
+                   torch.device("cpu"))
+        assert set(seen) == {1}
+        assert torch.get_num_threads() == 2  # the caller's setting is its own
+    finally:
+        torch.set_num_threads(threads)
