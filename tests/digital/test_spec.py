@@ -91,10 +91,10 @@ def test_one_equal_slice_is_the_continuous_pair_record_for_record(task):
     # what the network computes: identical
     assert values("digital-1-equal", False) == values("aihwkit-1pair", False)
     # the weight errors: the same errors, measured on the sliced layer in its own units
-    # (divided by each output's max|w|) rather than in the tile's scaled units: equal to
-    # float rounding
+    # (divided by each output's max|w|) rather than in the tile's scaled float32 units:
+    # equal to a few float32 roundings (2**-23 = 1.2e-7 each)
     assert values("digital-1-equal", True) == pytest.approx(values("aihwkit-1pair", True),
-                                                            rel=1e-7, abs=0)
+                                                            rel=1e-6, abs=0)
 
 
 def test_a_digital_row_records_its_devices_and_identity(task):

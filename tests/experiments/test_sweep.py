@@ -362,13 +362,15 @@ def test_an_empty_or_none_rule_entry_is_not_recorded(scale):
 def test_the_sweeps_level_noise_follows_the_settings_drift_compensation(task):
     from aihwkit_slicing.design.encodings import level_noise
     from aihwkit_slicing.experiments.sweep_plan import SweepPlan
+    from aihwkit_slicing.integration.level_noise import noise_model_identity
     from aihwkit_slicing.integration.setting import stable_seed
 
     plan = SweepPlan(task="digits", metric="accuracy", model_hash="0", tables={
         "t": "4x4lvl-base"}, noise_models={"pcm": "pcm"}, compensations=[True, False],
         times=[86400.0], repeats=1, seed=0, noise_aware=[86400.0])
     table = plan.converter("4x4lvl-base", "pcm").table
-    seed = stable_seed("level noise", table.programmed_hash(), "pcm")
+    seed = stable_seed("level noise", table.programmed_hash(),
+                       noise_model_identity("pcm", table))
     for compensation in (True, False):
         got = plan.converter("4x4lvl-base", "pcm", compensation).level_noise
         expected = level_noise(table, "pcm", [86400.0], seed=seed, compensation=compensation)
