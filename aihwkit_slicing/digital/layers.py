@@ -71,7 +71,12 @@ from aihwkit.simulator.parameters.base import RPUConfigBase
 from aihwkit.simulator.tiles.array import TileModuleArray
 
 from aihwkit_slicing.core.validation import is_integer
-from aihwkit_slicing.digital.slice_configs import check_flag, check_rpu_config, slice_rpu_config
+from aihwkit_slicing.digital.slice_configs import (
+    check_flag,
+    check_rpu_config,
+    shrink_zero_row_scales,
+    slice_rpu_config,
+)
 from aihwkit_slicing.digital.slicing import Significance, WeightSlicing
 
 
@@ -195,6 +200,7 @@ class AnalogSlicedBase(AnalogContainerBase, Module):
         weight = weight.reshape(shape)
         for layer, part in zip(self.slices, self.slicing.split(weight), strict=True):
             layer.set_weights(part)
+            shrink_zero_row_scales(layer)
         # the weight the slices stand for (each tile knows only its own slice's target)
         self.reference_weight = weight.detach().clone()
         if bias is None:

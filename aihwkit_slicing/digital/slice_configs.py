@@ -7,10 +7,14 @@ from __future__ import annotations
 import copy
 from typing import Any, Optional
 
+import torch
+from torch import Tensor
+from torch.nn import Module
 
 from aihwkit.simulator.configs import TorchInferenceRPUConfig
 from aihwkit.simulator.parameters.base import RPUConfigBase
 
+from aihwkit_slicing.core.scaling import ZERO_ROW_MAX
 from aihwkit_slicing.integration.compat import check_compiled_tile
 
 
@@ -63,3 +67,30 @@ def slice_rpu_config(rpu_config: RPUConfigBase, scale_slices: bool = True) -> RP
     if scale_slices and mapping is not None and not mapping.weight_scaling_omega:
         mapping.weight_scaling_omega = SLICE_WEIGHT_SCALING_OMEGA
     return config
+
+
+@torch.no_grad()
+def shrink_zero_row_scales(layer: Module) -> None:
+    """Give the all-zero output rows of ``layer``'s tiles (and all-zero tiles) the
+    digital mapping scale :data:`~aihwkit_slicing.core.scaling.ZERO_ROW_MAX`.
+
+    aihwkit maps such a row with a scale of 1 weight unit per normalized conductance, so
+    its devices' programming noise (held at 0 uS, they still read about 1 % of the range)
+    counts at full weight scale, and a slice's significance multiplies it: positional
+    slices are all zero in many rows (the top base-4 digit of most weights is 0), and 8
+    base-4 slices took the digits CNN to chance. Scaled as the converter scales a zero
+    row, such a row programs to (near) zero weights. Rows holding any weight keep
+    aihwkit's scale.
+    """
+    for tile in layer.analog_tiles():
+        scales = tile.get_mapping_scales()
+        if not isinstance(scales, Tensor):
+            continue
+        zero = (tile.tile.get_weights().abs().amax(dim=1) == 0).to(scales.device)
+        if scales.numel() == 1:
+            zero = zero.all().reshape(1)
+        elif scales.numel() != zero.numel():
+            continue
+        if bool(zero.any()):
+            tile.set_mapping_scales(torch.where(zero, torch.full_like(scales, ZERO_ROW_MAX),
+                                                scales))

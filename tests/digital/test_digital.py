@@ -892,3 +892,31 @@ def test_mapping_example_measures_scaled_and_unscaled_slices_on_the_default_conf
     assert back["convert_to_digital_sliced(model, drift_compensation=False)"][1] > 2 * analog[1]
     text = example.format_table(result["table"], "default", ("as converted",))
     assert "| 4 binary slices x 2 bit | " in text
+
+
+@pytest.mark.parametrize("n_slices, significance, levels", [(8, "base", 4), (3, "equal", None)])
+def test_all_zero_rows_of_a_slice_program_to_near_zero_weights(n_slices, significance,
+                                                                levels):
+    """aihwkit maps an all-zero row with a digital scale of 1: its devices' programming
+    noise then counts at full weight scale, times the slice's significance (base-4
+    digits are zero in most rows of the top slices). Such rows must program to (near)
+    zero, and the layer's weights stay close to the floating-point ones."""
+    from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
+    from aihwkit.simulator.configs import TorchInferenceRPUConfig
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 16, bias=False)
+    with torch.no_grad():
+        linear.weight[3] = 0.0  # a pruned output: zero in every slice
+    config = TorchInferenceRPUConfig(noise_model=PCMLikeNoiseModel())
+    config.mapping.weight_scaling_omega = 1.0
+    config.mapping.weight_scaling_columnwise = True
+    layer = AnalogSlicedLinear.from_digital(linear, config, n_slices, significance,
+                                            levels_per_slice=levels).eval()
+    layer.program_analog_weights()
+    programmed = layer.get_weights()[0]
+    weight = linear.weight.detach()
+    # ZERO_ROW_MAX times a device's noise times the significance: 4e-5 for 8 slices
+    assert programmed[3].abs().max() < 1e-3 * weight.abs().max()
+    relative = (programmed - weight).norm() / weight.norm()
+    assert relative < 0.2, relative
