@@ -137,6 +137,26 @@ def test_a_digitally_summed_layer_counts_the_rounding_of_its_split():
     assert stats["weight_rms_error"] > 0.01
 
 
+def test_an_all_zero_output_of_a_sliced_layer_is_measured_against_the_layers_max():
+    """Per-output normalisation must not divide a zero output's (near-zero) error by 0."""
+    from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
+    from aihwkit.nn import AnalogSequential
+
+    from aihwkit_slicing.digital.layers import AnalogSlicedLinear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(32, 8, bias=False)
+    with torch.no_grad():
+        linear.weight[2] = 0.0
+    config = make_rpu_config(make_converter("aihwkit-1pair"), PCMLikeNoiseModel(),
+                             compensation=False)
+    layer = AnalogSlicedLinear.from_digital(linear, config, 2, "base",
+                                            levels_per_slice=4).eval()
+    layer.program_analog_weights()
+    stats = weight_errors(AnalogSequential(layer))
+    assert 0 < stats["weight_max_error"] < 1.0
+
+
 def test_a_sliced_layer_loaded_from_a_state_dict_is_left_out_of_weight_errors():
     from aihwkit.nn import AnalogSequential
 
