@@ -71,16 +71,18 @@ def slice_rpu_config(rpu_config: RPUConfigBase, scale_slices: bool = True) -> RP
 
 @torch.no_grad()
 def shrink_zero_row_scales(layer: Module) -> None:
-    """Give the all-zero output rows of ``layer``'s tiles (and all-zero tiles) the
-    digital mapping scale :data:`~aihwkit_slicing.core.scaling.ZERO_ROW_MAX`.
+    """Give the all-zero output rows of ``layer``'s tiles the median digital mapping scale
+    of the tile's other rows, and an all-zero tile the scale
+    :data:`~aihwkit_slicing.core.scaling.ZERO_ROW_MAX`.
 
     aihwkit maps such a row with a scale of 1 weight unit per normalized conductance, so
     its devices' programming noise (held at 0 uS, they still read about 1 % of the range)
     counts at full weight scale, and a slice's significance multiplies it: positional
     slices are all zero in many rows (the top base-4 digit of most weights is 0), and 8
-    base-4 slices took the digits CNN to chance. Scaled as the converter scales a zero
-    row, such a row programs to (near) zero weights. Rows holding any weight keep
-    aihwkit's scale.
+    base-4 slices took the digits CNN to chance. At the scale of the slice's other rows
+    a zero row's devices err as theirs do (a scale that vanished would also freeze the
+    row in training); an all-zero tile holds nothing and programs to (near) zero
+    weights. aihwkit's ``remap_weights`` sets the scales afresh, to 1 for zero rows.
     """
     for tile in layer.analog_tiles():
         scales = tile.get_mapping_scales()
@@ -91,6 +93,10 @@ def shrink_zero_row_scales(layer: Module) -> None:
             zero = zero.all().reshape(1)
         elif scales.numel() != zero.numel():
             continue
-        if bool(zero.any()):
-            tile.set_mapping_scales(torch.where(zero, torch.full_like(scales, ZERO_ROW_MAX),
-                                                scales))
+        if not bool(zero.any()):
+            continue
+        if bool(zero.all()):
+            replacement = torch.full_like(scales, ZERO_ROW_MAX)
+        else:
+            replacement = torch.full_like(scales, float(scales[~zero].median()))
+        tile.set_mapping_scales(torch.where(zero, replacement, scales))

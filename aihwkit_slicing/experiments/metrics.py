@@ -32,9 +32,11 @@ def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
     counts as one: the sum of its slices' effective weights against the floating-point
     weight it was given, relative to the same maximum (per output where its slices map
     per column), so the rounding of the split counts and a low-significance slice
-    weighs what it contributes; one equal slice gives the numbers of its tile. A
-    sliced layer loaded from a state dict, which does not know that weight, is left
-    out.
+    weighs what it contributes; one equal slice gives the numbers of its tile where
+    the layer fits one tile (a layer wider than ``max_input_size`` is a grid of tiles,
+    each scaling its own block of an output: there the sliced layer's error, per whole
+    output, differs). A sliced layer loaded from a state dict, which does not know that
+    weight, is left out.
 
     Returns:
         ``weight_rms_error``: root mean square of the relative error over all weights;
@@ -79,10 +81,11 @@ def weight_errors(analog_model: nn.Module) -> Dict[str, float]:
 
 def _columnwise(layer: nn.Module) -> bool:
     """Whether ``layer``'s tiles scale every output's weights apart (per-column
-    mapping)."""
+    mapping: ``weight_scaling_omega > 0`` and ``weight_scaling_columnwise``)."""
     tile = next(layer.analog_tiles(), None)
     mapping = getattr(getattr(tile, "rpu_config", None), "mapping", None)
-    return bool(getattr(mapping, "weight_scaling_columnwise", False))
+    return bool(getattr(mapping, "weight_scaling_columnwise", False)) and bool(
+        getattr(mapping, "weight_scaling_omega", 0) or 0)
 
 
 def clipped_fractions(analog_model: nn.Module) -> Dict[str, float]:

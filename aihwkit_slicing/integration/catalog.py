@@ -141,15 +141,17 @@ def spec_hash(spec: TableSpec) -> str:
     """What a table spec programs, as 16 hex digits; names are left out.
 
     A table (by name or as an object): :meth:`ProgrammingTable.programmed_hash`. Our
-    converter: that of its table with its own scaling rule and level noise (a converter
-    keeps its settings in a sweep). Any other converter: its class and JSON-able
-    settings.
+    converter: that of its table with its own scaling rule, level noise and
+    ``compact_state`` (a converter keeps its settings in a sweep). Any other converter:
+    its class and JSON-able settings.
     """
     if isinstance(spec, QuantizedSlicedConductanceConverter):
         noise = spec.level_noise
-        return short_hash(json.dumps([
-            spec.table.programmed_hash(), spec.scale, spec.per_channel, spec.percentile,
-            None if noise is None else [list(noise.mean), list(noise.mean_square)]]))
+        parts = [spec.table.programmed_hash(), spec.scale, spec.per_channel, spec.percentile,
+                 None if noise is None else [list(noise.mean), list(noise.mean_square)]]
+        if getattr(spec, "compact_state", False):  # float16 devices drift otherwise
+            parts.append("compact_state")
+        return short_hash(json.dumps(parts))
     table = table_of(spec)
     if table is not None:
         return table.programmed_hash()

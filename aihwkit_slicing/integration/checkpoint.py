@@ -276,6 +276,7 @@ def _converter_record(converter: Any) -> Dict[str, Any]:
             "per_channel": converter.per_channel,
             "percentile": converter.percentile,
             "level_noise": None if level_noise is None else dataclasses.asdict(level_noise),
+            "compact_state": bool(getattr(converter, "compact_state", False)),
         }
     settings = {key: value for key, value in vars(converter).items()
                 if not key.startswith("_") and json_able(value)} if converter is not None else {}

@@ -340,6 +340,11 @@ def _check_converter(file: _File, where: str, saved: Dict[str, Any],
     if table != converter.table:
         file.fail(f"{where} was programmed with another programming table: the file's is "
                   f"{_describe_table(table)}, the model's {_describe_table(converter.table)}")
+    compact = bool(getattr(converter, "compact_state", False))
+    if bool(saved.get("compact_state", False)) != compact:
+        file.fail(f"{where} was programmed with compact_state={not compact}, the model's "
+                  f"converter has compact_state={compact}: its drifts would round the "
+                  "devices otherwise")
 
 
 def _optional_saved_tensor(file: _File, where: str, what: str, value: Any,

@@ -186,6 +186,18 @@ def jsonable(value: Any) -> bool:
     return True
 
 
+def plain_value(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays, torch tensors and tuples as plain numbers
+    and lists (as JSON records them), so that one setting given either way is one."""
+    if hasattr(value, "tolist") and callable(value.tolist):
+        value = value.tolist()
+    if isinstance(value, (tuple, list)):
+        return [plain_value(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): plain_value(item) for key, item in value.items()}
+    return value
+
+
 def noise_params(noise_model: Any) -> str:
     """JSON of the noise model's parameters that differ from its class defaults, or what
     its own ``recorded_params()`` says (a measured device model: its content hash)."""
@@ -198,9 +210,14 @@ def noise_params(noise_model: Any) -> str:
         default = None
     changed = {}
     for key, value in sorted(vars(noise_model).items()):
-        if key == "g_converter" or not jsonable(value):
+        if key == "g_converter":
             continue
-        if default is None or getattr(default, key, object()) != value:
+        value = plain_value(value)
+        if not jsonable(value):
+            raise ValueError(f"noise model {type(noise_model).__name__}: setting {key!r} is "
+                             f"a {type(value).__name__}, which cannot be recorded; give it as "
+                             "a number, a string or a list of them")
+        if default is None or plain_value(getattr(default, key, object())) != value:
             changed[key] = value
     return json.dumps(changed, sort_keys=True) if changed else ""
 

@@ -916,7 +916,8 @@ def test_all_zero_rows_of_a_slice_program_to_near_zero_weights(n_slices, signifi
     layer.program_analog_weights()
     programmed = layer.get_weights()[0]
     weight = linear.weight.detach()
-    # ZERO_ROW_MAX times a device's noise times the significance: 4e-5 for 8 slices
-    assert programmed[3].abs().max() < 1e-3 * weight.abs().max()
+    # at the slices' own scales: a device's noise (about 1 % of a row's range), not 399
+    assert programmed[3].abs().max() < 0.05 * weight.abs().max()
     relative = (programmed - weight).norm() / weight.norm()
     assert relative < 0.2, relative
+

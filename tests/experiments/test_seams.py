@@ -376,3 +376,29 @@ def test_an_assignment_mixing_scaling_rules_is_refused_naming_its_tables(task, o
                                          "different rules.*" + message):
         run_sweep(task, tables=[assignment], times=[1.0], repeats=1, progress=False,
                   noise_models=["none"])
+
+
+def test_compact_state_is_part_of_what_a_converter_programs():
+    from aihwkit_slicing import QuantizedSlicedConductanceConverter
+    from aihwkit_slicing.integration.catalog import spec_hash
+
+    exact = QuantizedSlicedConductanceConverter.from_table(seed_table())
+    compact = QuantizedSlicedConductanceConverter.from_table(seed_table(), compact_state=True)
+    assert spec_hash(exact) != spec_hash(compact)
+
+
+def test_one_noise_setting_given_as_numpy_torch_tuple_or_list_is_recorded_alike():
+    """A setting must neither vanish from the record (numpy or torch numbers were
+    dropped: 3x the noise recorded as the default) nor split into two (tuple vs list)."""
+    import numpy as np
+    from aihwkit.inference.noise.pcm import PCMLikeNoiseModel
+
+    from aihwkit_slicing.integration.setting import noise_params
+
+    plain = noise_params(PCMLikeNoiseModel(prog_noise_scale=3.0))
+    assert plain == noise_params(PCMLikeNoiseModel(prog_noise_scale=np.float32(3.0)))
+    assert plain == noise_params(PCMLikeNoiseModel(prog_noise_scale=torch.tensor(3.0)))
+    assert plain != noise_params(PCMLikeNoiseModel())
+    default = PCMLikeNoiseModel().prog_coeff
+    assert noise_params(PCMLikeNoiseModel(prog_coeff=tuple(default))) == \
+        noise_params(PCMLikeNoiseModel(prog_coeff=list(default))) == ""
