@@ -296,13 +296,35 @@ def _noise_name(noise_model: Any) -> str:
     return getattr(noise_model, "__name__", None) or type(noise_model).__name__
 
 
+#: Paired differences within this many metric units are drawn on a linear scale, larger
+#: ones logarithmically (a family far below the rest must not flatten the others).
+DIFFERENCE_LINEAR_RANGE = 0.01
+
+
 def plot_frontier(rows: Sequence[FrontierRow], path: Union[str, Path],
                   title: Optional[str] = None, caption: Optional[str] = None) -> Path:
-    """Fidelity against devices per weight: one panel per time, one curve per family,
-    error bars the confidence interval of the mean over repeats (none for one repeat).
-    Accuracies are drawn in percent. ``caption`` (the simulated setting, e.g.
+    """Save :func:`frontier_figure` of ``rows`` to ``path``; returns the path."""
+    import matplotlib.pyplot as plt
+
+    figure = frontier_figure(rows, title, caption)
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def frontier_figure(rows: Sequence[FrontierRow], title: Optional[str] = None,
+                    caption: Optional[str] = None) -> Any:
+    """Fidelity against devices per weight: one column of panels per time, one curve
+    per family, error bars the confidence interval of the mean over repeats (none for
+    one repeat). Where the rows hold paired differences, a second row of panels draws
+    them (difference to the baseline, error bars their interval) on a scale linear
+    within ±:data:`DIFFERENCE_LINEAR_RANGE` and logarithmic beyond, so that the
+    families close to the baseline stay apart even next to one far below. Accuracies
+    are drawn in percent. ``caption`` (the simulated setting, e.g.
     :func:`~aihwkit_slicing.experiments.plotting.setting_caption`) is wrapped under the
-    title. Returns the path."""
+    title. Returns the matplotlib figure."""
+    import math
     import textwrap
 
     import matplotlib
@@ -318,12 +340,14 @@ def plot_frontier(rows: Sequence[FrontierRow], path: Union[str, Path],
         raise ValueError("no frontier rows to plot")
     first = rows[0]
     factor, label = display_scale(first.metric)
+    paired = any(math.isfinite(row.diff) for row in rows)
     width = 5.2 * len(times) + 1.6
-    figure, axes = plt.subplots(1, len(times), figsize=(width, 4.6),
-                                squeeze=False, sharey=True)
+    figure, axes = plt.subplots(2 if paired else 1, len(times),
+                                figsize=(width, 8.4 if paired else 4.6), squeeze=False,
+                                sharey="row", sharex=True)
     families = [f for f in FAMILIES if any(row.family == f for row in rows)]
     colors = plt.get_cmap("tab10")
-    for panel, t in zip(axes[0], times):
+    for column, t in enumerate(times):
         for index, family in enumerate(families):
             points = sorted((row for row in rows if row.family == family
                              and row.t_inference == t), key=lambda row: row.n_devices)
@@ -332,25 +356,47 @@ def plot_frontier(rows: Sequence[FrontierRow], path: Union[str, Path],
             # families side by side around each device count (a few % apart)
             shift = 1.0 + 0.025 * (index - (len(families) - 1) / 2)
             x = [row.n_devices * shift for row in points]
+            style = "--" if family.startswith("digital") else "-"
             y = [factor * row.mean for row in points]
             below = [factor * (row.mean - row.low) if row.repeats > 1 else 0.0
                      for row in points]
             above = [factor * (row.high - row.mean) if row.repeats > 1 else 0.0
                      for row in points]
-            style = "--" if family.startswith("digital") else "-"
-            panel.errorbar(x, y, yerr=[below, above], linestyle=style, marker="o",
-                           capsize=3, color=colors(index), label=family)
+            axes[0][column].errorbar(x, y, yerr=[below, above], linestyle=style,
+                                     marker="o", capsize=3, color=colors(index),
+                                     label=family)
+            if not paired:
+                continue
+            known = [row for row, xi in zip(points, x) if math.isfinite(row.diff)]
+            xs = [xi for row, xi in zip(points, x) if math.isfinite(row.diff)]
+            if known:
+                axes[1][column].errorbar(
+                    xs, [factor * row.diff for row in known],
+                    yerr=[[factor * (row.diff - row.diff_low) for row in known],
+                          [factor * (row.diff_high - row.diff) for row in known]],
+                    linestyle=style, marker="o", capsize=3, color=colors(index),
+                    label=family)
+        axes[0][column].set_title(f"t = {format_time(t)}")
+        if paired:
+            panel = axes[1][column]
+            panel.axhline(0.0, color="black", linewidth=0.8)
+            panel.set_yscale("symlog", linthresh=factor * DIFFERENCE_LINEAR_RANGE)
+    for panel in axes.flat:
         panel.set_xscale("log", base=2)
         panel.set_xticks(sorted({row.devices for row in rows}))
         panel.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        panel.set_xlabel("devices per weight")
-        panel.set_title(f"t = {format_time(t)}")
         panel.grid(alpha=0.3)
+    for panel in axes[-1]:
+        panel.set_xlabel("devices per weight")
     repeats = sorted({row.repeats for row in rows})
     bars = ("no interval (one repeat)" if repeats[-1] < 2 else
             f"{first.confidence:.0%} t-interval of the mean over {repeats[0]}"
             f"{'' if len(repeats) == 1 else f' to {repeats[-1]}'} repeats")
     axes[0][0].set_ylabel(f"{label}, mean")
+    if paired:
+        axes[1][0].set_ylabel(f"paired difference to {first.baseline}\n(linear within "
+                              f"±{factor * DIFFERENCE_LINEAR_RANGE:g}, log beyond)")
+        bars += " (differences: t-interval of the paired differences)"
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     heading = title or f"{first.metric} against devices per weight, by family"
     characters = int(width * 14)  # about 14 characters of 8-point text per inch
@@ -358,7 +404,4 @@ def plot_frontier(rows: Sequence[FrontierRow], path: Union[str, Path],
     figure.suptitle(heading + "\n" + "\n".join(textwrap.wrap(note, characters)),
                     fontsize=9)
     figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return figure

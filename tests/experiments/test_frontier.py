@@ -12,7 +12,9 @@ from aihwkit_slicing.cli.main import main
 from aihwkit_slicing.digital.spec import DigitalSlicing
 from aihwkit_slicing.experiments.frontier import (
     FAMILIES,
+    DIFFERENCE_LINEAR_RANGE,
     family_spec,
+    frontier_figure,
     frontier_rows,
     plot_frontier,
     run_frontier,
@@ -72,6 +74,32 @@ def test_frontier_rows_summarise_the_sweep(frontier, tmp_path):
         written = list(csv.DictReader(handle))
     assert len(written) == len(rows) == 5
     assert plot_frontier(rows, tmp_path / "frontier.png").stat().st_size > 5000
+
+
+def test_the_plot_draws_the_paired_differences_without_flattening_them(frontier):
+    import matplotlib.pyplot as plt
+
+    rows = frontier_rows(frontier, baseline="npair-equal@4")
+    figure = frontier_figure(rows)
+    try:
+        means, differences = figure.axes[0], figure.axes[1]
+        assert differences.get_yscale() == "symlog"  # a family far below stays visible
+        drawn = sorted(y for bars in differences.containers for y in bars.lines[0].get_ydata())
+        # accuracy in percent; the baseline has no difference to itself
+        assert drawn == pytest.approx(sorted(100 * row.diff for row in rows
+                                             if row.table != "npair-equal@4"))
+        assert "paired difference to npair-equal@4" in differences.get_ylabel()
+        assert f"{100 * DIFFERENCE_LINEAR_RANGE:g}" in differences.get_ylabel()
+        assert sorted(y for bars in means.containers for y in bars.lines[0].get_ydata()) == (
+            pytest.approx(sorted(100 * row.mean for row in rows)))
+    finally:
+        plt.close(figure)
+    no_baseline = frontier_rows(frontier, baseline="not-swept@4")
+    figure = frontier_figure(no_baseline)
+    try:
+        assert len(figure.axes) == 1  # nothing paired: the means alone
+    finally:
+        plt.close(figure)
 
 
 def test_bad_frontier_arguments_are_named():
