@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -81,16 +81,13 @@ MSE_PIECE = 2**16
 #: over threads (:func:`aihwkit_slicing.core.quantize.run_chunks`); longer rows one
 #: block after another. Also the size of the blocks the clip counts are taken on.
 MSE_TASK_WEIGHTS = 2**17
-#: Weights per block of the threaded search: at least :data:`MSE_TASK_MIN_WEIGHTS`, at
-#: most :data:`MSE_TASK_MAX_WEIGHTS`, about :data:`MSE_TASKS_PER_THREAD` blocks per
-#: thread (see :func:`_rows_per_task`). A block costs a fixed price in Python and in
-#: small operations, which threads pay one at a time (the interpreter lock): smaller
-#: blocks on 2 threads were slower than one thread (1536 x 384 weights: 41 ms in blocks
-#: of 2**17 weights, 26 ms in one; 3000 x 5000: 1.8x faster in blocks of 2**20 than of
-#: 2**17). Rows are independent: the clips do not depend on the blocks.
-MSE_TASK_MIN_WEIGHTS = 2**20
-MSE_TASK_MAX_WEIGHTS = 2**20
-MSE_TASKS_PER_THREAD = 4
+#: Weights per block of the threaded search, about (see :func:`row_blocks`). A block
+#: costs a fixed price in Python and in small operations, which threads pay one at a
+#: time (the interpreter lock): smaller blocks on 2 threads were slower than one thread
+#: (1536 x 384 weights: 41 ms in blocks of 2**17 weights, 26 ms in one block; 3000 x
+#: 5000: the scaling 1.7x faster in blocks of 2**20 than of 2**17). Rows are
+#: independent: the clips do not depend on the blocks.
+MSE_TASK_BLOCK_WEIGHTS = 2**20
 #: Stages of the weight-by-weight search that bound candidates (:class:`ClipBounds`):
 #: the coarse grid and the first refinement, where heavily clipped candidates can be
 #: ruled out; later grids are too fine for the bounds to rule any out.
@@ -260,17 +257,19 @@ def _clips_by_row_block(w: Tensor, rule: str, quantizer: LevelQuantizer, reach: 
     the host sees them (see :func:`compute_scaling`)."""
     rows, m = w.shape
     per_block = max(1, CLIP_BLOCK_WEIGHTS // max(1, m))
+    # (from the whole tensor's rows, before any block: the blocks do not change it, but
+    # a row of a tensor with rows x levels above MSE_STAGE_WORK / MSE_COARSE_STEPS gets
+    # a coarser first grid, and may get another clip, than the same row in a smaller one)
     coarse = max(MSE_FINE_STEPS, min(MSE_COARSE_STEPS,
                                      MSE_STAGE_WORK // (rows * quantizer.table.n_levels)))
     if w.device.type == "cpu" and m <= MSE_TASK_WEIGHTS:
         # Rows are independent, and so is every (row, candidate) error: the same
         # search on blocks of rows, spread over threads, gives the same clips.
-        per_task = _rows_per_task(rows, m)
-        starts = range(0, rows, per_task)
+        blocks = row_blocks(rows, m)
         result = torch.empty(rows, dtype=w.dtype)
 
         def search(i: int, _: Any) -> None:
-            r0, r1 = starts[i], min(rows, starts[i] + per_task)
+            r0, r1 = blocks[i]
             block = w[r0:r1].nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
             if rule == "percentile":
                 result[r0:r1] = _percentile_abs(block, percentile)
@@ -279,7 +278,7 @@ def _clips_by_row_block(w: Tensor, rule: str, quantizer: LevelQuantizer, reach: 
                                           level_noise, coarse, piece=MSE_PIECE
                                           ).to(block.dtype)
 
-        run_chunks(len(starts), search, lambda: None, w.device)
+        run_chunks(len(blocks), search, lambda: None, w.device)
         return result
     clips = []
     for r0 in range(0, rows, per_block):
@@ -293,19 +292,23 @@ def _clips_by_row_block(w: Tensor, rule: str, quantizer: LevelQuantizer, reach: 
     return torch.cat(clips)
 
 
-def _rows_per_task(rows: int, m: int) -> int:
-    """Rows per block of the threaded clip search of ``rows`` rows of ``m`` weights:
-    blocks of :data:`MSE_TASK_MIN_WEIGHTS` to :data:`MSE_TASK_MAX_WEIGHTS` weights, about
-    :data:`MSE_TASKS_PER_THREAD` per torch thread, their number a multiple of the
-    threads and their rows as even as can be (every thread gets the same work)."""
+def row_blocks(rows: int, m: int) -> List[Tuple[int, int]]:
+    """The blocks ``(first row, end row)`` of the threaded clip search of ``rows`` rows
+    of ``m`` weights: as many blocks as :data:`MSE_TASK_BLOCK_WEIGHTS` weights need,
+    their number rounded up to a multiple of torch's threads (at most one per row), and
+    rows shared out evenly (block sizes differ by at most one row), so every thread gets
+    about the same work. A block holds at most one row more than
+    :data:`MSE_TASK_BLOCK_WEIGHTS` weights; a layer of at most that many weights is one
+    block."""
+    if rows <= 0:
+        return []
     threads = torch.get_num_threads()
-    total = rows * max(1, m)
-    per_thread = -(-total // (MSE_TASKS_PER_THREAD * threads))
-    weights = min(MSE_TASK_MAX_WEIGHTS, max(MSE_TASK_MIN_WEIGHTS, per_thread))
-    tasks = -(-total // weights)
+    tasks = -(-(rows * max(1, m)) // MSE_TASK_BLOCK_WEIGHTS)
     if tasks > 1:
-        tasks = -(-tasks // threads) * threads
-    return max(1, -(-rows // tasks))
+        tasks = min(rows, -(-tasks // threads) * threads)
+    tasks = max(1, tasks)
+    edges = [rows * i // tasks for i in range(tasks + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(tasks)]
 
 
 def _percentile_abs(w: Tensor, percentile: float) -> Tensor:

@@ -296,8 +296,9 @@ def _noise_name(noise_model: Any) -> str:
     return getattr(noise_model, "__name__", None) or type(noise_model).__name__
 
 
-#: Paired differences within this many metric units are drawn on a linear scale, larger
-#: ones logarithmically (a family far below the rest must not flatten the others).
+#: Paired differences within this many metric units (0.01 of a cosine, 1 percentage
+#: point of an accuracy) are drawn on a linear scale, larger ones logarithmically (a
+#: family far below the rest must not flatten the others).
 DIFFERENCE_LINEAR_RANGE = 0.01
 
 
@@ -394,9 +395,11 @@ def frontier_figure(rows: Sequence[FrontierRow], title: Optional[str] = None,
             f"{'' if len(repeats) == 1 else f' to {repeats[-1]}'} repeats")
     axes[0][0].set_ylabel(f"{label}, mean")
     if paired:
-        axes[1][0].set_ylabel(f"paired difference to {first.baseline}\n(linear within "
-                              f"±{factor * DIFFERENCE_LINEAR_RANGE:g}, log beyond)")
-        bars += " (differences: t-interval of the paired differences)"
+        unit = "percentage points, " if factor == 100 else ""
+        axes[1][0].set_ylabel(f"paired difference to {first.baseline}\n({unit}linear "
+                              f"within ±{factor * DIFFERENCE_LINEAR_RANGE:g}, log beyond)")
+        if repeats[-1] >= 2:
+            bars += " (differences: t-interval of the paired differences)"
     axes[0][-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     heading = title or f"{first.metric} against devices per weight, by family"
     characters = int(width * 14)  # about 14 characters of 8-point text per inch

@@ -325,8 +325,7 @@ def test_results_do_not_depend_on_threads_chunks_or_pieces(name, scale, per_chan
         for setting, value in [("CPU_CHUNK", 1000), ("MIN_PARALLEL_CHUNKS", 1)]:
             monkeypatch.setattr(quantize, setting, value)
         for setting, value in [("MSE_PIECE", 700), ("MSE_TASK_WEIGHTS", 2000),
-                               ("MSE_TASK_MIN_WEIGHTS", 2000), ("MSE_TASK_MAX_WEIGHTS", 2500),
-                               ("MSE_TASKS_PER_THREAD", 3),
+                               ("MSE_TASK_BLOCK_WEIGHTS", 2000),
                                ("BOUND_STAGES", 5)]:
             monkeypatch.setattr(scaling, setting, value)
         monkeypatch.setattr(mse_errors, "CLIP_BOUND_TAIL", 5)
@@ -337,34 +336,34 @@ def test_results_do_not_depend_on_threads_chunks_or_pieces(name, scale, per_chan
 
 
 @pytest.mark.parametrize("rows, m", [(384, 384), (1536, 384), (3000, 5000), (70, 333),
-                                     (1, 10), (5, 2**17)])
+                                     (1, 10), (5, 2**17), (31, 100000), (3, 2**17)])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_the_clip_search_gives_every_thread_the_same_share_of_rows(rows, m, threads):
-    from aihwkit_slicing.core.scaling import (MSE_TASK_MAX_WEIGHTS, MSE_TASK_MIN_WEIGHTS,
-                                              _rows_per_task)
+def test_the_clip_search_shares_rows_out_evenly_in_large_blocks(rows, m, threads):
+    from aihwkit_slicing.core.scaling import MSE_TASK_BLOCK_WEIGHTS, row_blocks
 
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(threads)
-        per_task = _rows_per_task(rows, m)
+        blocks = row_blocks(rows, m)
     finally:
         torch.set_num_threads(before)
-    tasks = -(-rows // per_task)
-    sizes = [min(per_task, rows - r0) for r0 in range(0, rows, per_task)]
-    if tasks > 1:
-        # blocks no larger than the cap (a single row may be), and no two threads'
-        # shares differ by more than one block's rows
-        assert per_task * m <= max(MSE_TASK_MAX_WEIGHTS, m)
-        shares = [sum(sizes[i::threads]) for i in range(threads)]
-        assert max(shares) - min(shares) <= per_task
-        # blocks no smaller than the minimum split over the threads (a block's fixed
-        # cost; blocks of 2**17 weights on 3000 x 5000 took 1.8x as long)
-        assert per_task * m >= 0.9 * min(MSE_TASK_MIN_WEIGHTS, rows * m) / threads
-    if rows * m <= MSE_TASK_MIN_WEIGHTS:
+    # every row once, in order
+    assert blocks[0][0] == 0 and blocks[-1][1] == rows
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))
+    sizes = [r1 - r0 for r0, r1 in blocks]
+    assert min(sizes) >= 1 and max(sizes) - min(sizes) <= 1  # even shares
+    # at most one row more than the block size; no more blocks than it needs, up to a
+    # multiple of the threads (or one block per row)
+    assert max(sizes) * m <= MSE_TASK_BLOCK_WEIGHTS + m
+    needed = -(-rows * m // MSE_TASK_BLOCK_WEIGHTS)
+    if needed > 1:
+        assert len(blocks) % threads == 0 or len(blocks) == rows
+        assert len(blocks) < needed + threads
+    else:
         # MiniLM's layers (and their tiles): one block, no threads waiting for the
-        # interpreter lock (341 + 43 rows of 384 before, slower than one thread)
-        assert sizes == [rows]
-    assert sum(sizes) == rows
+        # interpreter lock (blocks of 341 + 43 rows of 384 before: slower than one)
+        assert blocks == [(0, rows)]
+    assert row_blocks(0, m) == []
 
 
 def test_an_error_in_a_worker_thread_reaches_the_caller():

@@ -13,6 +13,7 @@ from aihwkit_slicing.digital.spec import DigitalSlicing
 from aihwkit_slicing.experiments.frontier import (
     FAMILIES,
     DIFFERENCE_LINEAR_RANGE,
+    FrontierRow,
     family_spec,
     frontier_figure,
     frontier_rows,
@@ -98,6 +99,63 @@ def test_the_plot_draws_the_paired_differences_without_flattening_them(frontier)
     figure = frontier_figure(no_baseline)
     try:
         assert len(figure.axes) == 1  # nothing paired: the means alone
+    finally:
+        plt.close(figure)
+
+
+def _synthetic_rows(repeats):
+    """Two times, an accuracy metric, a baseline and two other configurations."""
+    rows = []
+    for t, shift in ((86400.0, 0.0), (31536000.0, -0.05)):
+        for table, devices, mean, diff in (("npair-equal@4", 4, 0.95, float("nan")),
+                                           ("equal@4", 4, 0.955, 0.004),
+                                           ("base4@4", 4, 0.40, -0.55)):
+            known = diff == diff and repeats > 1
+            diff = diff + shift  # (NaN stays NaN)
+            rows.append(FrontierRow(
+                table.split("@")[0], devices, table, 4.0, t, "accuracy", mean + shift,
+                mean + shift - 0.01, mean + shift + 0.02, diff,
+                diff - 0.003 if known else float("nan"),
+                diff + 0.001 if known else float("nan"), "npair-equal@4", repeats, 0.95))
+    return rows
+
+
+def test_every_time_has_a_difference_panel_with_the_right_scale_and_bars():
+    import matplotlib.pyplot as plt
+
+    rows = _synthetic_rows(repeats=3)
+    figure = frontier_figure(rows)
+    try:
+        top, bottom = figure.axes[:2], figure.axes[2:]
+        assert len(bottom) == 2
+        for panel, t in zip(bottom, (86400.0, 31536000.0)):
+            at = [row for row in rows if row.t_inference == t and row.diff == row.diff]
+            transform = panel.yaxis.get_transform()
+            assert panel.get_yscale() == "symlog"
+            assert transform.linthresh == pytest.approx(100 * DIFFERENCE_LINEAR_RANGE)
+            drawn, extents = [], []
+            for bars in panel.containers:
+                drawn += list(bars.lines[0].get_ydata())
+                for segment in bars.lines[2][0].get_segments():
+                    extents += sorted((segment[0][1], segment[1][1]))
+            assert sorted(drawn) == pytest.approx(sorted(100 * row.diff for row in at))
+            assert sorted(extents) == pytest.approx(sorted(
+                value for row in at for value in (100 * row.diff_low, 100 * row.diff_high)))
+        assert "percentage points" in bottom[0].get_ylabel()
+        assert all(panel.get_yscale() == "linear" for panel in top)
+        assert "paired differences" in figure._suptitle.get_text()
+    finally:
+        plt.close(figure)
+
+
+def test_one_repeat_claims_no_interval_for_the_differences_either():
+    import matplotlib.pyplot as plt
+
+    figure = frontier_figure(_synthetic_rows(repeats=1))
+    try:
+        caption = figure._suptitle.get_text()
+        assert "no interval (one repeat)" in caption
+        assert "t-interval" not in caption
     finally:
         plt.close(figure)
 
