@@ -9,21 +9,15 @@ from __future__ import annotations
 
 import numbers
 
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
 
-from aihwkit_slicing.core.converter import QuantizedSlicedConductanceConverter
 from aihwkit_slicing.integration.catalog import CANDIDATE_TABLES, TableSpec, known_names
-from aihwkit_slicing.integration.noise_models import build_noise_model
 from aihwkit_slicing.design.encodings import column_errors
-from aihwkit_slicing.design.tuning_cache import (
-    load_encoding,
-    noise_identity,
-    store_encoding,
-    tuning_key,
-)
+from aihwkit_slicing.design.tuning_cache import load_encoding, store_encoding, tuning_key
+from aihwkit_slicing.integration.level_noise import noise_model_identity
 from aihwkit_slicing.core.builders import bit_sliced, equal_significance, single_pair
 from aihwkit_slicing.core.tables import ProgrammingTable
 from aihwkit_slicing.core.validation import validate_times
@@ -98,8 +92,7 @@ def tuned_table(n_pairs: int, noise_model: Any = "pcm", times: Sequence[float] =
     if n_pairs == 1:
         return table
     times = times_list(times)
-    identity = noise_identity(build_noise_model(
-        noise_model, QuantizedSlicedConductanceConverter.from_table(table))) if cache else None
+    identity = _cache_identity(noise_model, table) if cache else None
     parts = {"table": repr(table.key), "noise_model": identity, "times": times,
              "n_samples": int(n_samples), "seed": int(seed)}
     key = tuning_key(parts) if identity is not None else None
@@ -117,6 +110,17 @@ def tuned_table(n_pairs: int, noise_model: Any = "pcm", times: Sequence[float] =
     if key is not None:
         store_encoding(key, parts, [int(c) for c in chosen])
     return table.with_encodings(chosen)
+
+
+def _cache_identity(noise_model: Any, table: ProgrammingTable) -> Optional[str]:
+    """The noise model's identity for the tuning cache (the one noise-aware seeds use,
+    :func:`~aihwkit_slicing.integration.level_noise.noise_model_identity`), or None
+    where a setting cannot be recorded: two such models cannot be told apart, so
+    nothing is cached."""
+    try:
+        return noise_model_identity(noise_model, table)
+    except ValueError:
+        return None
 
 
 def tuned_name(n_pairs: int, levels_per_device: int, significance: str) -> str:

@@ -47,21 +47,6 @@ def cache_folder() -> Optional[Path]:
     return Path(base) / "aihwkit-slicing"
 
 
-def noise_identity(noise_model: Any) -> Optional[str]:
-    """The noise model's class and settings as text, or None if a setting is not a
-    plain value (then two models could not be told apart, and nothing is cached)."""
-    settings = {}
-    for key, value in sorted(vars(noise_model).items()):
-        if key == "g_converter":
-            continue
-        try:
-            settings[key] = json.loads(json.dumps(value, allow_nan=False))
-        except (TypeError, ValueError):
-            return None
-    cls = type(noise_model)
-    return json.dumps([f"{cls.__module__}.{cls.__qualname__}", settings], sort_keys=True)
-
-
 def tuning_key(parts: Mapping[str, Any]) -> str:
     """The cache key of a tuning: a hash of ``parts`` and the releases whose random
     draws the Monte Carlo is."""

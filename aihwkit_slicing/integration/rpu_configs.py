@@ -109,4 +109,3 @@ def make_rpu_config(
         rpu_config.mapping.weight_scaling_omega = 1.0
         rpu_config.mapping.weight_scaling_columnwise = True
     return rpu_config
-
